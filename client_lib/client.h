@@ -1,0 +1,93 @@
+// hsmd's C++ client: unary gRPC calls over a Unix socket, without the gRPC
+// C++ runtime (see ../shared/notes/grpc-fork.md and README "Fork safety").
+//
+// - No threads, no global state: each call runs on the calling thread over a
+//   blocking socket with poll() deadlines, HTTP/2 framed by nghttp2.
+// - Thread-safe: concurrent calls use separate pooled connections.
+// - Fork-aware: connections belong to the process that opened them. The
+//   first call in a forked child notices the pid change, abandons everything
+//   inherited (it closes the inherited fds but never speaks on them, never
+//   takes an inherited lock) and connects anew. Nothing runs at fork time.
+// - Reconnects on demand after the daemon closes a connection or restarts.
+// - Errors: absl::Status with the gRPC status code (same numbering as
+//   absl::StatusCode), the server's grpc-message, and the server's
+//   hsmd.v1.ErrorDetail as payload (common/error_detail.h). Transport
+//   failures are UNAVAILABLE with a message naming the socket, e.g.
+//   "hsmd unavailable at /run/hsmd/hsmd.sock: connection refused".
+#ifndef HSMD_CLIENT_LIB_CLIENT_H_
+#define HSMD_CLIENT_LIB_CLIENT_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "google/protobuf/message_lite.h"
+#include "hsmd/v1/hsmd.pb.h"
+
+namespace hsmd::client {
+
+// Default socket path, also the provider's default.
+inline constexpr absl::string_view kDefaultSocketPath = "/run/hsmd/hsmd.sock";
+
+struct ClientOptions {
+  // Path of hsmd's Unix socket.
+  std::string socket_path = std::string(kDefaultSocketPath);
+  // Per-call deadline when the call does not give one (sent as grpc-timeout
+  // and enforced locally).
+  absl::Duration default_timeout = absl::Seconds(30);
+  // Bound on connecting (and on the HTTP/2 handshake).
+  absl::Duration connect_timeout = absl::Seconds(5);
+  // Largest response message accepted.
+  size_t max_response_bytes = 4 * 1024 * 1024;
+  // Idle connections kept per process.
+  int max_idle_connections = 4;
+};
+
+struct CallOptions {
+  // Overrides ClientOptions::default_timeout when set.
+  absl::optional<absl::Duration> timeout;
+};
+
+class Client {
+ public:
+  // Does not connect: the first call does.
+  static absl::StatusOr<std::unique_ptr<Client>> New(ClientOptions options);
+
+  virtual ~Client() = default;
+
+  virtual const ClientOptions& options() const = 0;
+
+  // Generic unary call, e.g. method = "/hsmd.v1.KeyService/Sign".
+  virtual absl::Status Call(absl::string_view method,
+                            const google::protobuf::MessageLite& request,
+                            google::protobuf::MessageLite* response,
+                            const CallOptions& call_options = {}) = 0;
+
+  // Typed wrappers over Call.
+  absl::StatusOr<v1::ListKeysResponse> ListKeys(
+      const v1::ListKeysRequest& request, const CallOptions& options = {});
+  absl::StatusOr<v1::GetKeyResponse> GetKey(const v1::GetKeyRequest& request,
+                                            const CallOptions& options = {});
+  absl::StatusOr<v1::SignResponse> Sign(const v1::SignRequest& request,
+                                        const CallOptions& options = {});
+  absl::StatusOr<v1::DecryptResponse> Decrypt(const v1::DecryptRequest& request,
+                                              const CallOptions& options = {});
+  absl::StatusOr<v1::GenerateRandomResponse> GenerateRandom(
+      const v1::GenerateRandomRequest& request,
+      const CallOptions& options = {});
+  absl::StatusOr<v1::GenerateKeyResponse> GenerateKey(
+      const v1::GenerateKeyRequest& request, const CallOptions& options = {});
+  absl::StatusOr<v1::DeleteKeyResponse> DeleteKey(
+      const v1::DeleteKeyRequest& request, const CallOptions& options = {});
+  absl::StatusOr<v1::GetStatusResponse> GetStatus(
+      const v1::GetStatusRequest& request, const CallOptions& options = {});
+  absl::StatusOr<v1::GetStatsResponse> GetStats(
+      const v1::GetStatsRequest& request, const CallOptions& options = {});
+};
+
+}  // namespace hsmd::client
+
+#endif  // HSMD_CLIENT_LIB_CLIENT_H_

@@ -1,0 +1,59 @@
+"""Protobuf / gRPC C++ code generation with the system protoc (offline)."""
+
+def _strip_ext(src):
+    return src[:-len(".proto")]
+
+def cc_proto(name, srcs, deps = [], grpc = False, visibility = None):
+    """Generates `<name>` (messages) and, with grpc = True, `<name>_grpc` (services).
+
+    The message library links only protobuf, so client code can use it without
+    pulling the gRPC C++ runtime into applications (see notes on fork safety).
+    """
+    pkg = native.package_name()
+    if not pkg.startswith("proto/"):
+        fail("cc_proto targets live under //proto")
+
+    # Import paths (and C++ include paths) are relative to //proto, so the
+    # files are named e.g. "hsmd/v1/hsmd.proto" in descriptors and reflection.
+    rel = pkg[len("proto/"):]
+    bases = [_strip_ext(s) for s in srcs]
+    pb_outs = [b + ".pb.h" for b in bases] + [b + ".pb.cc" for b in bases]
+    grpc_outs = [b + ".grpc.pb.h" for b in bases] + [b + ".grpc.pb.cc" for b in bases]
+    dep_srcs = []
+    for d in deps:
+        dep_srcs.append(d + "_srcs")
+    native.filegroup(name = name + "_srcs", srcs = srcs, visibility = visibility)
+    native.genrule(
+        name = name + "_gen",
+        srcs = srcs + dep_srcs,
+        outs = pb_outs,
+        cmd = "protoc -Iproto -I/usr/include --cpp_out=$(GENDIR)/proto " +
+              " ".join(["proto/%s/%s" % (rel, s) for s in srcs]),
+    )
+    native.cc_library(
+        name = name,
+        srcs = [b + ".pb.cc" for b in bases],
+        hdrs = [b + ".pb.h" for b in bases],
+        deps = deps + ["@system//:protobuf"],
+        strip_include_prefix = "/proto",
+        copts = ["-Wno-unused-parameter"],
+        visibility = visibility,
+    )
+    if grpc:
+        native.genrule(
+            name = name + "_grpc_gen",
+            srcs = srcs + dep_srcs,
+            outs = grpc_outs,
+            cmd = "protoc -Iproto -I/usr/include --grpc_out=$(GENDIR)/proto " +
+                  "--plugin=protoc-gen-grpc=$$(which grpc_cpp_plugin) " +
+                  " ".join(["proto/%s/%s" % (rel, s) for s in srcs]),
+        )
+        native.cc_library(
+            name = name + "_grpc",
+            srcs = [b + ".grpc.pb.cc" for b in bases],
+            hdrs = [b + ".grpc.pb.h" for b in bases],
+            deps = [":" + name, "@system//:grpcpp"],
+        strip_include_prefix = "/proto",
+            copts = ["-Wno-unused-parameter"],
+            visibility = visibility,
+        )
