@@ -10,12 +10,20 @@ def cc_proto(name, srcs, deps = [], grpc = False, visibility = None):
     pulling the gRPC C++ runtime into applications (see notes on fork safety).
     """
     pkg = native.package_name()
-    if not pkg.startswith("proto/"):
-        fail("cc_proto targets live under //proto")
 
-    # Import paths (and C++ include paths) are relative to //proto, so the
-    # files are named e.g. "hsmd/v1/hsmd.proto" in descriptors and reflection.
-    rel = pkg[len("proto/"):]
+    # Under //proto, import paths (and C++ include paths) are relative to
+    # //proto, so the API files are named e.g. "hsmd/v1/hsmd.proto" in
+    # descriptors and reflection. Elsewhere (e.g. daemon/config) they are
+    # relative to the workspace root.
+    if pkg.startswith("proto/"):
+        root = "proto"
+        rel = pkg[len("proto/"):]
+        strip = "/proto"
+    else:
+        root = "."
+        rel = pkg
+        strip = None
+    out_dir = "$(GENDIR)" if root == "." else "$(GENDIR)/proto"
     bases = [_strip_ext(s) for s in srcs]
     pb_outs = [b + ".pb.h" for b in bases] + [b + ".pb.cc" for b in bases]
     grpc_outs = [b + ".grpc.pb.h" for b in bases] + [b + ".grpc.pb.cc" for b in bases]
@@ -27,15 +35,15 @@ def cc_proto(name, srcs, deps = [], grpc = False, visibility = None):
         name = name + "_gen",
         srcs = srcs + dep_srcs,
         outs = pb_outs,
-        cmd = "protoc -Iproto -I/usr/include --cpp_out=$(GENDIR)/proto " +
-              " ".join(["proto/%s/%s" % (rel, s) for s in srcs]),
+        cmd = "protoc -I%s -Iproto -I/usr/include --cpp_out=%s " % (root, out_dir) +
+              " ".join(["%s/%s" % (pkg, s) for s in srcs]),
     )
     native.cc_library(
         name = name,
         srcs = [b + ".pb.cc" for b in bases],
         hdrs = [b + ".pb.h" for b in bases],
         deps = deps + ["@system//:protobuf"],
-        strip_include_prefix = "/proto",
+        strip_include_prefix = strip,
         copts = ["-Wno-unused-parameter"],
         visibility = visibility,
     )
@@ -44,16 +52,16 @@ def cc_proto(name, srcs, deps = [], grpc = False, visibility = None):
             name = name + "_grpc_gen",
             srcs = srcs + dep_srcs,
             outs = grpc_outs,
-            cmd = "protoc -Iproto -I/usr/include --grpc_out=$(GENDIR)/proto " +
+            cmd = "protoc -I%s -Iproto -I/usr/include --grpc_out=%s " % (root, out_dir) +
                   "--plugin=protoc-gen-grpc=$$(which grpc_cpp_plugin) " +
-                  " ".join(["proto/%s/%s" % (rel, s) for s in srcs]),
+                  " ".join(["%s/%s" % (pkg, s) for s in srcs]),
         )
         native.cc_library(
             name = name + "_grpc",
             srcs = [b + ".grpc.pb.cc" for b in bases],
             hdrs = [b + ".grpc.pb.h" for b in bases],
             deps = [":" + name, "@system//:grpcpp"],
-        strip_include_prefix = "/proto",
+            strip_include_prefix = strip,
             copts = ["-Wno-unused-parameter"],
             visibility = visibility,
         )

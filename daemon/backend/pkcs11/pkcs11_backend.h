@@ -2,6 +2,7 @@
 #ifndef HSMD_DAEMON_BACKEND_PKCS11_PKCS11_BACKEND_H_
 #define HSMD_DAEMON_BACKEND_PKCS11_PKCS11_BACKEND_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -21,8 +22,10 @@ struct Pkcs11BackendOptions {
   std::string token_label;
   std::string token_serial;
   absl::optional<uint64_t> slot_id;
-  // The user PIN. Moved in; wiped from memory once login succeeded.
-  SecretString pin;
+  // Reads the user PIN from its source (file or systemd credential) each time
+  // the backend must log in (start-up, and re-login during recovery), so the
+  // PIN is in memory only for the duration of C_Login and is wiped after.
+  std::function<absl::StatusOr<SecretString>()> pin_source;
   // Number of sessions opened on the token and shared by all requests.
   uint32_t session_pool_size = 4;
   // Module quirk: skip C_Finalize on shutdown / re-initialisation (some
