@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The README's first command: installs what is missing, builds, starts hsmd on
+# an embedded SoftHSM demo token (created once in ./demo), and shows it
+# working: status, keys, a signature made in the HSM and verified by OpenSSL
+# with the exported public key. hsmd then keeps running in the foreground
+# (Ctrl-C stops it); with --no-wait it is stopped after the tour (CI uses this).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root="$PWD"
+wait_for_daemon=1
+demo_dir="$root/demo"
+for arg in "$@"; do
+  case "$arg" in
+    --no-wait) wait_for_daemon=0 ;;
+    --dir=*) demo_dir="${arg#--dir=}" ;;
+    *) echo "usage: $0 [--no-wait] [--dir=DIR]" >&2; exit 2 ;;
+  esac
+done
+
+scripts/install_deps.sh
+scripts/bazel.sh build //daemon:hsmd //tools/hsmctl:hsmctl //proxy_provider:hsmproxy.so
+
+bin="$root/bazel-bin"
+mkdir -p "$demo_dir"
+export HSMD_SOCKET="$demo_dir/hsmd.sock"
+
+"$bin/daemon/hsmd" --demo "$demo_dir" 2> >(tee "$demo_dir/hsmd.log" >&2) &
+hsmd_pid=$!
+stop_daemon() {
+  if kill -0 "$hsmd_pid" 2>/dev/null; then
+    kill -TERM "$hsmd_pid"
+    wait "$hsmd_pid" || true
+  fi
+}
+trap stop_daemon EXIT INT TERM
+
+for _ in $(seq 1 300); do
+  if "$bin/tools/hsmctl/hsmctl" status >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$hsmd_pid" 2>/dev/null; then
+    echo "demo: hsmd exited; see $demo_dir/hsmd.log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+
+hsmctl() { "$bin/tools/hsmctl/hsmctl" "$@"; }
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+
+step hsmctl status
+hsmctl status
+step hsmctl list
+hsmctl list
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"; stop_daemon' EXIT INT TERM
+echo "hello from hsmd" > "$work/message.txt"
+uri="pkcs11:token=demo;object=ec-p256;type=private"
+step hsmctl sign "'$uri'" --alg ecdsa --hash sha256 --in message.txt --out message.sig
+hsmctl sign "$uri" --alg ecdsa --hash sha256 --in "$work/message.txt" --out "$work/message.sig"
+step hsmctl show "'$uri'" --pubout ec-p256.pub.pem
+hsmctl show "$uri" --pubout "$work/ec-p256.pub.pem" >/dev/null
+cat "$work/ec-p256.pub.pem"
+step openssl dgst -sha256 -verify ec-p256.pub.pem -signature message.sig message.txt
+openssl dgst -sha256 -verify "$work/ec-p256.pub.pem" -signature "$work/message.sig" "$work/message.txt"
+step hsmctl random 16 --hex
+hsmctl random 16 --hex
+
+cat <<EOM
+
+hsmd is serving the demo token on $HSMD_SOCKET (log: $demo_dir/hsmd.log).
+In another shell:
+  export HSMD_SOCKET=$HSMD_SOCKET
+  $bin/tools/hsmctl/hsmctl list
+  grpcurl -plaintext -unix $HSMD_SOCKET list        # if grpcurl is installed
+Use a key from OpenSSL through the hsmproxy provider: see README, "Use your HSM key from OpenSSL".
+EOM
+
+if [[ $wait_for_daemon -eq 1 ]]; then
+  echo "Press Ctrl-C to stop hsmd."
+  wait "$hsmd_pid"
+fi
