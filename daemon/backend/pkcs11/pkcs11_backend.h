@@ -16,7 +16,8 @@ namespace hsmd::backend {
 struct Pkcs11BackendOptions {
   // Backend name from the config (appears in Key.backend, logs, status).
   std::string name = "pkcs11";
-  // Path of the PKCS#11 module to dlopen (e.g. /usr/lib/softhsm/libsofthsm2.so).
+  // Path of the PKCS#11 module to dlopen (e.g.
+  // /usr/lib/softhsm/libsofthsm2.so).
   std::string module_path;
   // Token selection: the first token matching every non-empty field.
   std::string token_label;
@@ -40,11 +41,25 @@ absl::StatusOr<std::unique_ptr<Backend>> NewPkcs11Backend(
 
 // For `hsmd --demo` and tests: initialises a new token in the first slot
 // without one (C_InitToken, then C_InitPIN) through the module's PKCS#11 API,
-// so no PIN ever appears on a command line. Returns the slot id used.
+// so no PIN ever appears on a command line. Returns the slot id used, which
+// is valid only while the module stays initialised in this process (SoftHSM
+// renumbers slots on re-initialisation): select the token by label later.
+// ALREADY_EXISTS if a token with this label exists.
 absl::StatusOr<uint64_t> InitializeToken(const std::string& module_path,
                                          const std::string& label,
                                          absl::string_view so_pin,
                                          absl::string_view user_pin);
+
+// Test hook: borrows one pooled session of a backend made by
+// NewPkcs11Backend and keeps it until the returned object is destroyed, so
+// tests can exhaust the pool deterministically. INVALID_ARGUMENT for other
+// backends; the pool's errors (RESOURCE_EXHAUSTED past `deadline`) as is.
+class HeldSessionForTesting {
+ public:
+  virtual ~HeldSessionForTesting() = default;
+};
+absl::StatusOr<std::unique_ptr<HeldSessionForTesting>> HoldSessionForTesting(
+    Backend& backend, absl::Time deadline);
 
 }  // namespace hsmd::backend
 
