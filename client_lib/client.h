@@ -17,6 +17,7 @@
 #ifndef HSMD_CLIENT_LIB_CLIENT_H_
 #define HSMD_CLIENT_LIB_CLIENT_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -24,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/optional.h"
 #include "google/protobuf/message_lite.h"
 #include "hsmd/v1/hsmd.pb.h"
 
@@ -46,6 +48,14 @@ struct ClientOptions {
   int max_idle_connections = 4;
 };
 
+// Counters of this process's use of a Client (a forked child starts at zero).
+struct ClientStats {
+  // Connections opened to hsmd.
+  uint64_t connections_opened = 0;
+  // Calls retried once on a fresh connection (see README "Retries").
+  uint64_t calls_retried = 0;
+};
+
 struct CallOptions {
   // Overrides ClientOptions::default_timeout when set.
   absl::optional<absl::Duration> timeout;
@@ -59,6 +69,9 @@ class Client {
   virtual ~Client() = default;
 
   virtual const ClientOptions& options() const = 0;
+
+  // Diagnostics; implementations without counters return zeros.
+  virtual ClientStats stats() const { return {}; }
 
   // Generic unary call, e.g. method = "/hsmd.v1.KeyService/Sign".
   virtual absl::Status Call(absl::string_view method,
