@@ -50,8 +50,7 @@ bool ParseIndex(absl::string_view text, unsigned int* index) {
   for (char c : text) {
     if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return false;
   }
-  return absl::SimpleAtoi(text, index) && *index >= 1 &&
-         *index <= kMaxKeyIndex;
+  return absl::SimpleAtoi(text, index) && *index >= 1 && *index <= kMaxKeyIndex;
 }
 
 int NoPassphrase(char*, int, int, void*) { return -1; }
@@ -63,22 +62,20 @@ absl::StatusOr<EvpPkeyPtr> ParseSm2PrivateKey(absl::string_view pem,
   EvpPkeyPtr key(
       PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr));
   if (key == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": not an unencrypted PEM private key"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not an unencrypted PEM private key"));
   }
   if (!EVP_PKEY_is_a(key.get(), "SM2")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": not an SM2 key (", EVP_PKEY_get0_type_name(
-                                                      key.get()),
-                     ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": not an SM2 key (", EVP_PKEY_get0_type_name(key.get()), ")"));
   }
   return key;
 }
 
 absl::Status WriteNewFile(const std::string& path, absl::string_view data,
                           mode_t mode) {
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                      mode);
+  const int fd =
+      open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create ", path, ": ", ErrnoText()));
@@ -90,7 +87,8 @@ absl::Status WriteNewFile(const std::string& path, absl::string_view data,
     if (n <= 0) {
       const std::string why = ErrnoText();
       close(fd);
-      return absl::InternalError(absl::StrCat("cannot write ", path, ": ", why));
+      return absl::InternalError(
+          absl::StrCat("cannot write ", path, ": ", why));
     }
     done += static_cast<size_t>(n);
   }
@@ -113,9 +111,9 @@ absl::StatusOr<std::map<unsigned int, std::string>> ParsePasswords(
     unsigned int index = 0;
     if (colon == absl::string_view::npos ||
         !ParseIndex(line.substr(0, colon), &index)) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "%s:%d: want <index>:<record> with index in [1, %u]", path,
-          line_number, kMaxKeyIndex));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s:%d: want <index>:<record> with index in [1, %u]",
+                          path, line_number, kMaxKeyIndex));
     }
     const absl::string_view record = line.substr(colon + 1);
     if (absl::Status s = ValidatePasswordRecord(record); !s.ok()) {
@@ -194,9 +192,9 @@ absl::StatusOr<EvpPkeyPtr> ReadSm2PrivateKey(const std::string& path) {
 absl::StatusOr<Sm4Key> ParseSm4KeyHex(absl::string_view text) {
   text = absl::StripAsciiWhitespace(text);
   if (text.size() != 2 * kSm4KeyLen) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "an SM4 key is ", 2 * kSm4KeyLen, " hex digits, got ", text.size(),
-        " characters"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("an SM4 key is ", 2 * kSm4KeyLen, " hex digits, got ",
+                     text.size(), " characters"));
   }
   for (char c : text) {
     if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) {
@@ -237,9 +235,9 @@ absl::StatusOr<std::unique_ptr<KeyStore>> KeyStore::Load(
       unsigned int index = 0;
       if (!ParseIndex(middle, &index)) {
         if (status.ok()) {
-          status = absl::InvalidArgumentError(absl::StrFormat(
-              "%s/%s: key index must be a number in [1, %u]", dir, name,
-              kMaxKeyIndex));
+          status = absl::InvalidArgumentError(
+              absl::StrFormat("%s/%s: key index must be a number in [1, %u]",
+                              dir, name, kMaxKeyIndex));
         }
         break;
       }
@@ -307,9 +305,9 @@ absl::StatusOr<std::unique_ptr<KeyStore>> KeyStore::Load(
     const Entry& entry = it->second;
     const bool has_private = entry.sign != nullptr || entry.enc != nullptr;
     if (has_private && entry.password_record.empty()) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "%s: no access password for key index %u", PasswordsPath(dir),
-          it->first));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: no access password for key index %u",
+                          PasswordsPath(dir), it->first));
     }
     // Only public files at this index: nothing the device can use.
     if (!has_private && entry.sm4 == nullptr) {

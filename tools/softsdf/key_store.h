@@ -50,8 +50,7 @@ std::string PasswordsPath(absl::string_view dir);
 class KeyStore {
  public:
   // Loads and validates every key of the store at `dir`.
-  static absl::StatusOr<std::unique_ptr<KeyStore>> Load(
-      const std::string& dir);
+  static absl::StatusOr<std::unique_ptr<KeyStore>> Load(const std::string& dir);
 
   // The keys at `index`, or nullptr when the store has none. The EVP_PKEYs
   // are only read after Load, which OpenSSL allows from several threads.

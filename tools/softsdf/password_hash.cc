@@ -84,8 +84,9 @@ absl::StatusOr<std::string> HashPassword(absl::string_view password,
   }
   absl::StatusOr<std::string> hash = Pbkdf2(password, salt, iterations);
   if (!hash.ok()) return hash.status();
-  return absl::StrCat(kScheme, ":", iterations, ":", absl::BytesToHexString(salt),
-                      ":", absl::BytesToHexString(*hash));
+  return absl::StrCat(kScheme, ":", iterations, ":",
+                      absl::BytesToHexString(salt), ":",
+                      absl::BytesToHexString(*hash));
 }
 
 absl::Status ValidatePasswordRecord(absl::string_view record) {

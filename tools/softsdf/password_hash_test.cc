@@ -18,8 +18,8 @@ TEST(PasswordHashTest, VerifiesOnlyTheRightPassword) {
   absl::StatusOr<bool> right = VerifyPassword(*record, "correct horse");
   ASSERT_TRUE(right.ok()) << right.status();
   EXPECT_TRUE(*right);
-  for (const char* wrong : {"correct hors", "correct horse ", "Correct horse",
-                            "x"}) {
+  for (const char* wrong :
+       {"correct hors", "correct horse ", "Correct horse", "x"}) {
     absl::StatusOr<bool> result = VerifyPassword(*record, wrong);
     ASSERT_TRUE(result.ok()) << result.status();
     EXPECT_FALSE(*result) << wrong;
@@ -47,12 +47,10 @@ TEST(PasswordHashTest, MalformedRecordsAreErrors) {
   ASSERT_TRUE(result.ok());
   EXPECT_FALSE(*result);
 
-  for (const std::string bad :
-       {std::string(""), std::string("pw"),
-        "md5:1000:" + record->substr(19),
+  for (const std::string& bad :
+       {std::string(""), std::string("pw"), "md5:1000:" + record->substr(19),
         std::string("pbkdf2-sha256:0:00:00"),
-        record->substr(0, record->size() - 2),
-        *record + ":extra"}) {
+        record->substr(0, record->size() - 2), *record + ":extra"}) {
     EXPECT_FALSE(ValidatePasswordRecord(bad).ok()) << bad;
     EXPECT_FALSE(VerifyPassword(bad, "pw").ok()) << bad;
   }

@@ -289,8 +289,7 @@ absl::StatusOr<std::string> CipherToDer(const ECCCipher& cipher,
         "ECCCipher.L is ", cipher.L, "; must be in [1, ", max_c_len, "]"));
   }
   if (!FitsSm2Field(cipher.x) || !FitsSm2Field(cipher.y)) {
-    return absl::InvalidArgumentError(
-        "ECCCipher x or y exceeds 256 bits");
+    return absl::InvalidArgumentError("ECCCipher x or y exceeds 256 bits");
   }
   SequencePtr seq(sk_ASN1_TYPE_new_null());
   if (seq == nullptr) return absl::ResourceExhaustedError("out of memory");
@@ -354,16 +353,15 @@ absl::StatusOr<EccCipherBuffer> CipherFromDer(absl::string_view der) {
 absl::StatusOr<std::string> Sm2Z(const ECCrefPublicKey& ref,
                                  absl::string_view id) {
   if (id.empty() || id.size() > kSm2MaxIdLen) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "SM2 ID length is ", id.size(), "; must be in [1, ", kSm2MaxIdLen,
-        "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("SM2 ID length is ", id.size(), "; must be in [1, ",
+                     kSm2MaxIdLen, "]"));
   }
   absl::StatusOr<EvpPkeyPtr> key = Sm2PublicKeyFromRef(ref);
   if (!key.ok()) return key.status();
 
   EcGroupPtr group(EC_GROUP_new_by_curve_name(NID_sm2));
-  BignumPtr p(BN_new()), a(BN_new()), b(BN_new()), gx(BN_new()),
-      gy(BN_new());
+  BignumPtr p(BN_new()), a(BN_new()), b(BN_new()), gx(BN_new()), gy(BN_new());
   if (group == nullptr || p == nullptr || a == nullptr || b == nullptr ||
       gx == nullptr || gy == nullptr ||
       EC_GROUP_get_curve(group.get(), p.get(), a.get(), b.get(), nullptr) !=
@@ -393,8 +391,8 @@ absl::StatusOr<std::string> Sm2Z(const ECCrefPublicKey& ref,
   std::string z(kSm3DigestLen, '\0');
   unsigned int z_len = 0;
   if (EVP_Digest(input.data(), input.size(),
-                 reinterpret_cast<unsigned char*>(z.data()), &z_len,
-                 EVP_sm3(), nullptr) != 1 ||
+                 reinterpret_cast<unsigned char*>(z.data()), &z_len, EVP_sm3(),
+                 nullptr) != 1 ||
       z_len != kSm3DigestLen) {
     return absl::InternalError("SM3 failed");
   }

@@ -74,18 +74,18 @@ TEST(Sm2CodecTest, SignatureRoundTripAndZ) {
   ASSERT_EQ(EVP_PKEY_CTX_set1_id(pctx, kSm2DefaultId, strlen(kSm2DefaultId)),
             1);
   size_t der_len = 0;
-  ASSERT_EQ(EVP_DigestSign(md.get(), nullptr, &der_len,
-                           reinterpret_cast<const unsigned char*>(
-                               message.data()),
-                           message.size()),
-            1);
+  ASSERT_EQ(
+      EVP_DigestSign(md.get(), nullptr, &der_len,
+                     reinterpret_cast<const unsigned char*>(message.data()),
+                     message.size()),
+      1);
   std::string der(der_len, '\0');
-  ASSERT_EQ(EVP_DigestSign(md.get(), reinterpret_cast<unsigned char*>(der.data()),
-                           &der_len,
-                           reinterpret_cast<const unsigned char*>(
-                               message.data()),
-                           message.size()),
-            1);
+  ASSERT_EQ(
+      EVP_DigestSign(md.get(), reinterpret_cast<unsigned char*>(der.data()),
+                     &der_len,
+                     reinterpret_cast<const unsigned char*>(message.data()),
+                     message.size()),
+      1);
   der.resize(der_len);
 
   // ...and the signature verifies over e = SM3(Z || M) computed from Sm2Z.
@@ -99,13 +99,12 @@ TEST(Sm2CodecTest, SignatureRoundTripAndZ) {
   EXPECT_EQ(*der_again, der);
   EvpPkeyCtxPtr vctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
   ASSERT_EQ(EVP_PKEY_verify_init(vctx.get()), 1);
-  EXPECT_EQ(EVP_PKEY_verify(vctx.get(),
-                            reinterpret_cast<const unsigned char*>(
-                                der_again->data()),
-                            der_again->size(),
-                            reinterpret_cast<const unsigned char*>(e.data()),
-                            e.size()),
-            1);
+  EXPECT_EQ(
+      EVP_PKEY_verify(
+          vctx.get(), reinterpret_cast<const unsigned char*>(der_again->data()),
+          der_again->size(), reinterpret_cast<const unsigned char*>(e.data()),
+          e.size()),
+      1);
 
   // Another ID gives another Z.
   absl::StatusOr<std::string> other = Sm2Z(ref, "alice@example.com");
@@ -120,20 +119,18 @@ TEST(Sm2CodecTest, RejectsBadSignatures) {
   EXPECT_FALSE(SignatureFromDer("", &sig).ok());
   EXPECT_FALSE(SignatureFromDer("\x30\x00", &sig).ok());
   // SEQUENCE { INTEGER 1, INTEGER 2 } followed by a stray byte.
-  EXPECT_TRUE(SignatureFromDer(std::string("\x30\x06\x02\x01\x01\x02\x01\x02",
-                                           8),
-                               &sig)
-                  .ok());
+  EXPECT_TRUE(
+      SignatureFromDer(std::string("\x30\x06\x02\x01\x01\x02\x01\x02", 8), &sig)
+          .ok());
   EXPECT_EQ(sig.r[63], 1);
   EXPECT_EQ(sig.s[63], 2);
   EXPECT_FALSE(SignatureFromDer(
                    std::string("\x30\x06\x02\x01\x01\x02\x01\x02\x00", 9), &sig)
                    .ok());
   // Negative r.
-  EXPECT_FALSE(SignatureFromDer(std::string("\x30\x06\x02\x01\xff\x02\x01\x02",
-                                            8),
-                                &sig)
-                   .ok());
+  EXPECT_FALSE(
+      SignatureFromDer(std::string("\x30\x06\x02\x01\xff\x02\x01\x02", 8), &sig)
+          .ok());
   std::memset(&sig, 0, sizeof(sig));
   sig.r[0] = 1;
   EXPECT_FALSE(SignatureToDer(sig).ok());
@@ -148,10 +145,10 @@ TEST(Sm2CodecTest, CipherRoundTripWithOpenSsl) {
   const auto* in = reinterpret_cast<const unsigned char*>(plain.data());
   ASSERT_EQ(EVP_PKEY_encrypt(ctx.get(), nullptr, &len, in, plain.size()), 1);
   std::string der(len, '\0');
-  ASSERT_EQ(EVP_PKEY_encrypt(ctx.get(),
-                             reinterpret_cast<unsigned char*>(der.data()), &len,
-                             in, plain.size()),
-            1);
+  ASSERT_EQ(
+      EVP_PKEY_encrypt(ctx.get(), reinterpret_cast<unsigned char*>(der.data()),
+                       &len, in, plain.size()),
+      1);
   der.resize(len);
 
   absl::StatusOr<EccCipherBuffer> cipher = CipherFromDer(der);
@@ -182,15 +179,15 @@ TEST(Sm2CodecTest, RejectsMalformedCiphertexts) {
   seq = std::string("\x02\x01\x01\x02\x01\x01", 6) +
         std::string("\x04\x20", 2) + std::string(32, 'h') +
         std::string("\x04\x01\x00", 3);
-  der = std::string("\x30", 1) +
-        std::string(1, static_cast<char>(seq.size())) + seq;
+  der = std::string("\x30", 1) + std::string(1, static_cast<char>(seq.size())) +
+        seq;
   EXPECT_TRUE(CipherFromDer(der).ok());
   EXPECT_FALSE(CipherFromDer(der + std::string(1, '\0')).ok());  // trailing
   seq = std::string("\x02\x01\x01\x04\x01\x01", 6) +
         std::string("\x04\x20", 2) + std::string(32, 'h') +
         std::string("\x04\x01\x00", 3);
-  der = std::string("\x30", 1) +
-        std::string(1, static_cast<char>(seq.size())) + seq;
+  der = std::string("\x30", 1) + std::string(1, static_cast<char>(seq.size())) +
+        seq;
   EXPECT_FALSE(CipherFromDer(der).ok());  // y is not an INTEGER
 }
 

@@ -6,19 +6,20 @@
 // nothing in the registry and gets an error code instead of a crash, and a
 // closed handle is never reused. Each session has its own mutex; the key
 // store is immutable once loaded, so operations on different sessions run in
-// parallel.
+// parallel. Locks are std::mutex (pthreads), not absl::Mutex: Debian's Abseil
+// is not built for TSan, which then reports false races.
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <type_traits>
@@ -34,7 +35,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "common/openssl_ptr.h"
 #include "daemon/backend/sdf/gmt0018.h"
 #include "tools/softsdf/key_store.h"
@@ -65,29 +65,52 @@ bool DebugEnabled() {
 
 const char* CodeName(int code) {
   switch (code) {
-    case SDR_OK: return "SDR_OK";
-    case SDR_UNKNOWERR: return "SDR_UNKNOWERR";
-    case SDR_NOTSUPPORT: return "SDR_NOTSUPPORT";
-    case SDR_OPENDEVICE: return "SDR_OPENDEVICE";
-    case SDR_OPENSESSION: return "SDR_OPENSESSION";
-    case SDR_PARDENY: return "SDR_PARDENY";
-    case SDR_KEYNOTEXIST: return "SDR_KEYNOTEXIST";
-    case SDR_ALGNOTSUPPORT: return "SDR_ALGNOTSUPPORT";
-    case SDR_ALGMODNOTSUPPORT: return "SDR_ALGMODNOTSUPPORT";
-    case SDR_PKOPERR: return "SDR_PKOPERR";
-    case SDR_SKOPERR: return "SDR_SKOPERR";
-    case SDR_SIGNERR: return "SDR_SIGNERR";
-    case SDR_VERIFYERR: return "SDR_VERIFYERR";
-    case SDR_SYMOPERR: return "SDR_SYMOPERR";
-    case SDR_STEPERR: return "SDR_STEPERR";
-    case SDR_KEYERR: return "SDR_KEYERR";
-    case SDR_ENCDATAERR: return "SDR_ENCDATAERR";
-    case SDR_RANDERR: return "SDR_RANDERR";
-    case SDR_PRKRERR: return "SDR_PRKRERR";
-    case SDR_NOBUFFER: return "SDR_NOBUFFER";
-    case SDR_INARGERR: return "SDR_INARGERR";
-    case SDR_OUTARGERR: return "SDR_OUTARGERR";
-    default: return "SDR_?";
+    case SDR_OK:
+      return "SDR_OK";
+    case SDR_UNKNOWERR:
+      return "SDR_UNKNOWERR";
+    case SDR_NOTSUPPORT:
+      return "SDR_NOTSUPPORT";
+    case SDR_OPENDEVICE:
+      return "SDR_OPENDEVICE";
+    case SDR_OPENSESSION:
+      return "SDR_OPENSESSION";
+    case SDR_PARDENY:
+      return "SDR_PARDENY";
+    case SDR_KEYNOTEXIST:
+      return "SDR_KEYNOTEXIST";
+    case SDR_ALGNOTSUPPORT:
+      return "SDR_ALGNOTSUPPORT";
+    case SDR_ALGMODNOTSUPPORT:
+      return "SDR_ALGMODNOTSUPPORT";
+    case SDR_PKOPERR:
+      return "SDR_PKOPERR";
+    case SDR_SKOPERR:
+      return "SDR_SKOPERR";
+    case SDR_SIGNERR:
+      return "SDR_SIGNERR";
+    case SDR_VERIFYERR:
+      return "SDR_VERIFYERR";
+    case SDR_SYMOPERR:
+      return "SDR_SYMOPERR";
+    case SDR_STEPERR:
+      return "SDR_STEPERR";
+    case SDR_KEYERR:
+      return "SDR_KEYERR";
+    case SDR_ENCDATAERR:
+      return "SDR_ENCDATAERR";
+    case SDR_RANDERR:
+      return "SDR_RANDERR";
+    case SDR_PRKRERR:
+      return "SDR_PRKRERR";
+    case SDR_NOBUFFER:
+      return "SDR_NOBUFFER";
+    case SDR_INARGERR:
+      return "SDR_INARGERR";
+    case SDR_OUTARGERR:
+      return "SDR_OUTARGERR";
+    default:
+      return "SDR_?";
   }
 }
 
@@ -137,7 +160,7 @@ struct Session {
   explicit Session(std::shared_ptr<const Device> d) : device(std::move(d)) {}
 
   const std::shared_ptr<const Device> device;
-  absl::Mutex mu;
+  std::mutex mu;
   absl::flat_hash_set<unsigned int> access_rights ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<uintptr_t, std::unique_ptr<Sm4Key>> keys
       ABSL_GUARDED_BY(mu);
@@ -152,13 +175,13 @@ class Registry {
 
   void* AddDevice(std::shared_ptr<const Device> device) {
     const uintptr_t handle = NewHandle();
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     devices_[handle] = std::move(device);
     return reinterpret_cast<void*>(handle);
   }
 
   std::shared_ptr<const Device> FindDevice(void* handle) {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     auto it = devices_.find(reinterpret_cast<uintptr_t>(handle));
     return it == devices_.end() ? nullptr : it->second;
   }
@@ -166,7 +189,7 @@ class Registry {
   // Removes the device and all its sessions; false if unknown.
   bool RemoveDevice(void* handle) {
     std::vector<std::shared_ptr<Session>> closed;  // destroyed unlocked
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     auto it = devices_.find(reinterpret_cast<uintptr_t>(handle));
     if (it == devices_.end()) return false;
     const Device* device = it->second.get();
@@ -185,20 +208,20 @@ class Registry {
   // Null if the registry is full.
   void* AddSession(std::shared_ptr<Session> session) {
     const uintptr_t handle = NewHandle();
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (sessions_.size() >= kMaxSessions) return nullptr;
     sessions_[handle] = std::move(session);
     return reinterpret_cast<void*>(handle);
   }
 
   std::shared_ptr<Session> FindSession(void* handle) {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     auto it = sessions_.find(reinterpret_cast<uintptr_t>(handle));
     return it == sessions_.end() ? nullptr : it->second;
   }
 
   std::shared_ptr<Session> RemoveSession(void* handle) {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     auto it = sessions_.find(reinterpret_cast<uintptr_t>(handle));
     if (it == sessions_.end()) return nullptr;
     std::shared_ptr<Session> session = std::move(it->second);
@@ -210,7 +233,7 @@ class Registry {
   // Starts far from small integers so that handles are not mistaken for
   // indexes, and never wraps in practice.
   std::atomic<uintptr_t> next_handle_{0x5d0000};
-  absl::Mutex mu_;
+  std::mutex mu_;
   absl::flat_hash_map<uintptr_t, std::shared_ptr<const Device>> devices_
       ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uintptr_t, std::shared_ptr<Session>> sessions_
@@ -253,9 +276,8 @@ absl::StatusOr<std::string> StoreDirectory() {
     const absl::string_view value =
         kv.size() == 2 ? absl::StripAsciiWhitespace(kv[1]) : "";
     if (key != "store" || value.empty() || value[0] != '/') {
-      return absl::InvalidArgumentError(
-          absl::StrCat(conf, ":", line_number,
-                       ": want \"store = /absolute/directory\""));
+      return absl::InvalidArgumentError(absl::StrCat(
+          conf, ":", line_number, ": want \"store = /absolute/directory\""));
     }
     store = std::string(value);
   }
@@ -289,9 +311,9 @@ int Sm4Cipher(const Call& call, unsigned int alg, const EVP_CIPHER** cipher) {
                      absl::StrCat("SM4 mode 0x", absl::Hex(alg),
                                   " (only SGD_SM4_ECB and SGD_SM4_CBC)"));
   } else {
-    return call.Fail(SDR_ALGNOTSUPPORT,
-                     absl::StrCat("algorithm 0x", absl::Hex(alg),
-                                  " (only SM4 ECB/CBC)"));
+    return call.Fail(
+        SDR_ALGNOTSUPPORT,
+        absl::StrCat("algorithm 0x", absl::Hex(alg), " (only SM4 ECB/CBC)"));
   }
   if (*cipher == nullptr) {
     return call.Fail(SDR_ALGNOTSUPPORT, "OpenSSL has no SM4");
@@ -317,7 +339,7 @@ bool Sm4Crypt(const EVP_CIPHER* cipher, const Sm4Key& key,
 
 // Copies the key behind a handle of `session`.
 bool FindKey(Session& session, void* handle, Sm4Key* key) {
-  absl::MutexLock lock(&session.mu);
+  std::lock_guard<std::mutex> lock(session.mu);
   auto it = session.keys.find(reinterpret_cast<uintptr_t>(handle));
   if (it == session.keys.end()) return false;
   *key = *it->second;
@@ -327,11 +349,11 @@ bool FindKey(Session& session, void* handle, Sm4Key* key) {
 int AddKey(const Call& call, Session& session, const Sm4Key& key,
            void** handle) {
   const uintptr_t h = registry().NewHandle();
-  absl::MutexLock lock(&session.mu);
+  std::lock_guard<std::mutex> lock(session.mu);
   if (session.keys.size() >= kMaxKeyHandlesPerSession) {
-    return call.Fail(SDR_NOBUFFER, absl::StrCat("more than ",
-                                                kMaxKeyHandlesPerSession,
-                                                " key handles in a session"));
+    return call.Fail(SDR_NOBUFFER,
+                     absl::StrCat("more than ", kMaxKeyHandlesPerSession,
+                                  " key handles in a session"));
   }
   session.keys[h] = std::make_unique<Sm4Key>(key);
   *handle = reinterpret_cast<void*>(h);
@@ -339,7 +361,7 @@ int AddKey(const Call& call, Session& session, const Sm4Key& key,
 }
 
 bool HasAccessRight(Session& session, unsigned int index) {
-  absl::MutexLock lock(&session.mu);
+  std::lock_guard<std::mutex> lock(session.mu);
   return session.access_rights.contains(index);
 }
 
@@ -438,8 +460,8 @@ int ExportPublicKey(const Call& call, void* hSession, unsigned int index,
     return call.Fail(SDR_OPENSESSION, "unknown session handle");
   }
   if (out == nullptr) return call.Fail(SDR_OUTARGERR, "pucPublicKey is NULL");
-  EVP_PKEY* key = sign ? session->store().sign_key(index)
-                       : session->store().enc_key(index);
+  EVP_PKEY* key =
+      sign ? session->store().sign_key(index) : session->store().enc_key(index);
   if (key == nullptr) {
     return call.Fail(SDR_KEYNOTEXIST,
                      absl::StrCat("no ", sign ? "signing" : "encryption",
@@ -452,9 +474,9 @@ int ExportPublicKey(const Call& call, void* hSession, unsigned int index,
 }
 
 int SymmetricCrypt(const Call& call, void* hSession, void* hKey,
-                   unsigned int alg, unsigned char* iv,
-                   const unsigned char* in, unsigned int len,
-                   unsigned char* out, unsigned int* out_len, bool encrypt) {
+                   unsigned int alg, unsigned char* iv, const unsigned char* in,
+                   unsigned int len, unsigned char* out, unsigned int* out_len,
+                   bool encrypt) {
   std::shared_ptr<Session> session = registry().FindSession(hSession);
   if (session == nullptr) {
     return call.Fail(SDR_OPENSESSION, "unknown session handle");
@@ -479,7 +501,7 @@ int SymmetricCrypt(const Call& call, void* hSession, void* hKey,
   }
   // The next chaining value is the last ciphertext block; save it before an
   // in-place decryption overwrites it.
-  unsigned char next_iv[kSm4BlockLen];
+  unsigned char next_iv[kSm4BlockLen] = {};
   if (cbc && !encrypt) {
     std::memcpy(next_iv, in + len - kSm4BlockLen, kSm4BlockLen);
   }
@@ -503,8 +525,8 @@ int SymmetricCrypt(const Call& call, void* hSession, void* hKey,
 using hsmd::softsdf::Call;
 using hsmd::softsdf::Run;
 
-#define SOFTSDF_CHECK_TYPE(name)                                   \
-  static_assert(std::is_same_v<decltype(&name), name##_fn>,        \
+#define SOFTSDF_CHECK_TYPE(name)                            \
+  static_assert(std::is_same_v<decltype(&name), name##_fn>, \
                 #name " in gmt0018.h: prototype and _fn type differ")
 
 // Every function here has a prototype and a pointer type in the header; a
@@ -659,8 +681,7 @@ int SDF_GetPrivateKeyAccessRight(void* hSessionHandle, unsigned int uiKeyIndex,
     if (uiPwdLength == 0 || uiPwdLength > sdf::kMaxPasswordLen) {
       return call.Fail(SDR_INARGERR,
                        absl::StrCat("password length ", uiPwdLength,
-                                    " not in [1, ", sdf::kMaxPasswordLen,
-                                    "]"));
+                                    " not in [1, ", sdf::kMaxPasswordLen, "]"));
     }
     if (!session->store().has_private_keys(uiKeyIndex)) {
       return call.Fail(SDR_KEYNOTEXIST,
@@ -669,10 +690,11 @@ int SDF_GetPrivateKeyAccessRight(void* hSessionHandle, unsigned int uiKeyIndex,
     const absl::string_view password(reinterpret_cast<char*>(pucPassword),
                                      uiPwdLength);
     if (!session->store().CheckPassword(uiKeyIndex, password)) {
-      return call.Fail(SDR_PRKRERR, absl::StrCat("wrong password for key index ",
-                                                 uiKeyIndex));
+      return call.Fail(
+          SDR_PRKRERR,
+          absl::StrCat("wrong password for key index ", uiKeyIndex));
     }
-    absl::MutexLock lock(&session->mu);
+    std::lock_guard<std::mutex> lock(session->mu);
     session->access_rights.insert(uiKeyIndex);
     return SDR_OK;
   });
@@ -690,7 +712,7 @@ int SDF_ReleasePrivateKeyAccessRight(void* hSessionHandle,
       return call.Fail(SDR_KEYNOTEXIST,
                        absl::StrCat("no private key at index ", uiKeyIndex));
     }
-    absl::MutexLock lock(&session->mu);
+    std::lock_guard<std::mutex> lock(session->mu);
     session->access_rights.erase(uiKeyIndex);
     return SDR_OK;
   });
@@ -699,16 +721,16 @@ int SDF_ReleasePrivateKeyAccessRight(void* hSessionHandle,
 int SDF_ExportSignPublicKey_ECC(void* hSessionHandle, unsigned int uiKeyIndex,
                                 ECCrefPublicKey* pucPublicKey) {
   return Run(__func__, [&](const Call& call) {
-    return sdf::ExportPublicKey(call, hSessionHandle, uiKeyIndex,
-                                pucPublicKey, /*sign=*/true);
+    return sdf::ExportPublicKey(call, hSessionHandle, uiKeyIndex, pucPublicKey,
+                                /*sign=*/true);
   });
 }
 
 int SDF_ExportEncPublicKey_ECC(void* hSessionHandle, unsigned int uiKeyIndex,
                                ECCrefPublicKey* pucPublicKey) {
   return Run(__func__, [&](const Call& call) {
-    return sdf::ExportPublicKey(call, hSessionHandle, uiKeyIndex,
-                                pucPublicKey, /*sign=*/false);
+    return sdf::ExportPublicKey(call, hSessionHandle, uiKeyIndex, pucPublicKey,
+                                /*sign=*/false);
   });
 }
 
@@ -884,7 +906,7 @@ int SDF_DestroyKey(void* hSessionHandle, void* hKeyHandle) {
     if (session == nullptr) {
       return call.Fail(SDR_OPENSESSION, "unknown session handle");
     }
-    absl::MutexLock lock(&session->mu);
+    std::lock_guard<std::mutex> lock(session->mu);
     if (session->keys.erase(reinterpret_cast<uintptr_t>(hKeyHandle)) == 0) {
       return call.Fail(SDR_KEYNOTEXIST, "unknown key handle in this session");
     }
@@ -930,8 +952,8 @@ int SDF_InternalSign_ECC(void* hSessionHandle, unsigned int uiISKIndex,
     if (session == nullptr) {
       return call.Fail(SDR_OPENSESSION, "unknown session handle");
     }
-    if (int rc = sdf::CheckDigestArgs(call, pucData, uiDataLength,
-                                      pucSignature, SDR_OUTARGERR);
+    if (int rc = sdf::CheckDigestArgs(call, pucData, uiDataLength, pucSignature,
+                                      SDR_OUTARGERR);
         rc != SDR_OK) {
       return rc;
     }
@@ -958,8 +980,8 @@ int SDF_InternalVerify_ECC(void* hSessionHandle, unsigned int uiISKIndex,
     if (session == nullptr) {
       return call.Fail(SDR_OPENSESSION, "unknown session handle");
     }
-    if (int rc = sdf::CheckDigestArgs(call, pucData, uiDataLength,
-                                      pucSignature, SDR_INARGERR);
+    if (int rc = sdf::CheckDigestArgs(call, pucData, uiDataLength, pucSignature,
+                                      SDR_INARGERR);
         rc != SDR_OK) {
       return rc;
     }
@@ -1062,8 +1084,8 @@ int SDF_InternalDecrypt_ECC(void* hSessionHandle, unsigned int uiISKIndex,
     }
     std::vector<unsigned char> plain(max_len);
     size_t len = plain.size();
-    const bool ok = EVP_PKEY_decrypt(ctx.get(), plain.data(), &len, in,
-                                     der->size()) == 1;
+    const bool ok =
+        EVP_PKEY_decrypt(ctx.get(), plain.data(), &len, in, der->size()) == 1;
     if (!ok || len != pucEncData->L) {
       OPENSSL_cleanse(plain.data(), plain.size());
       return call.Fail(SDR_ENCDATAERR,
@@ -1081,8 +1103,8 @@ int SDF_Encrypt(void* hSessionHandle, void* hKeyHandle, unsigned int uiAlgID,
                 unsigned int uiDataLength, unsigned char* pucEncData,
                 unsigned int* puiEncDataLength) {
   return Run(__func__, [&](const Call& call) {
-    return sdf::SymmetricCrypt(call, hSessionHandle, hKeyHandle, uiAlgID,
-                               pucIV, pucData, uiDataLength, pucEncData,
+    return sdf::SymmetricCrypt(call, hSessionHandle, hKeyHandle, uiAlgID, pucIV,
+                               pucData, uiDataLength, pucEncData,
                                puiEncDataLength, /*encrypt=*/true);
   });
 }
@@ -1092,8 +1114,8 @@ int SDF_Decrypt(void* hSessionHandle, void* hKeyHandle, unsigned int uiAlgID,
                 unsigned int uiEncDataLength, unsigned char* pucData,
                 unsigned int* puiDataLength) {
   return Run(__func__, [&](const Call& call) {
-    return sdf::SymmetricCrypt(call, hSessionHandle, hKeyHandle, uiAlgID,
-                               pucIV, pucEncData, uiEncDataLength, pucData,
+    return sdf::SymmetricCrypt(call, hSessionHandle, hKeyHandle, uiAlgID, pucIV,
+                               pucEncData, uiEncDataLength, pucData,
                                puiDataLength, /*encrypt=*/false);
   });
 }
@@ -1118,10 +1140,9 @@ int SDF_HashInit(void* hSessionHandle, unsigned int uiAlgID,
         return call.Fail(SDR_INARGERR,
                          "a public key needs an ID (pucID, uiIDLength)");
       }
-      absl::StatusOr<std::string> computed =
-          sdf::Sm2Z(*pucPublicKey,
-                    absl::string_view(reinterpret_cast<char*>(pucID),
-                                      uiIDLength));
+      absl::StatusOr<std::string> computed = sdf::Sm2Z(
+          *pucPublicKey,
+          absl::string_view(reinterpret_cast<char*>(pucID), uiIDLength));
       if (!computed.ok()) {
         return call.Fail(SDR_INARGERR, computed.status().message());
       }
@@ -1130,11 +1151,12 @@ int SDF_HashInit(void* hSessionHandle, unsigned int uiAlgID,
       return call.Fail(SDR_INARGERR, "an ID needs the signer's public key");
     }
     hsmd::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-    if (ctx == nullptr || EVP_DigestInit_ex(ctx.get(), EVP_sm3(), nullptr) != 1 ||
+    if (ctx == nullptr ||
+        EVP_DigestInit_ex(ctx.get(), EVP_sm3(), nullptr) != 1 ||
         EVP_DigestUpdate(ctx.get(), z.data(), z.size()) != 1) {
       return call.Fail(SDR_UNKNOWERR, "OpenSSL SM3 init failed");
     }
-    absl::MutexLock lock(&session->mu);
+    std::lock_guard<std::mutex> lock(session->mu);
     session->hash = std::move(ctx);
     return SDR_OK;
   });
@@ -1151,7 +1173,7 @@ int SDF_HashUpdate(void* hSessionHandle, unsigned char* pucData,
     if (pucData == nullptr && uiDataLength != 0) {
       return call.Fail(SDR_INARGERR, "pucData is NULL");
     }
-    absl::MutexLock lock(&session->mu);
+    std::lock_guard<std::mutex> lock(session->mu);
     if (session->hash == nullptr) {
       return call.Fail(SDR_STEPERR, "SDF_HashInit was not called");
     }
@@ -1170,7 +1192,7 @@ int SDF_HashFinal(void* hSessionHandle, unsigned char* pucHash,
     if (session == nullptr) {
       return call.Fail(SDR_OPENSESSION, "unknown session handle");
     }
-    absl::MutexLock lock(&session->mu);
+    std::lock_guard<std::mutex> lock(session->mu);
     if (session->hash == nullptr) {
       return call.Fail(SDR_STEPERR, "SDF_HashInit was not called");
     }
@@ -1178,8 +1200,7 @@ int SDF_HashFinal(void* hSessionHandle, unsigned char* pucHash,
       return call.Fail(SDR_OUTARGERR, "output buffer or length is NULL");
     }
     unsigned int len = 0;
-    const bool ok =
-        EVP_DigestFinal_ex(session->hash.get(), pucHash, &len) == 1;
+    const bool ok = EVP_DigestFinal_ex(session->hash.get(), pucHash, &len) == 1;
     session->hash.reset();
     if (!ok) return call.Fail(SDR_UNKNOWERR, "OpenSSL SM3 final failed");
     *puiHashLength = len;

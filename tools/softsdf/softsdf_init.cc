@@ -2,7 +2,8 @@
 //
 //   softsdf-init --store DIR [--sign-keys 1,2] [--enc-keys 1,2]
 //                [--sm4-keys 1,2] [--import-sign INDEX=PEMFILE]...
-//                [--import-enc INDEX=PEMFILE]... [--import-sm4 INDEX=HEXFILE]...
+//                [--import-enc INDEX=PEMFILE]... [--import-sm4
+//                INDEX=HEXFILE]...
 //                [--password-file FILE] [--pbkdf2-iterations N] [--force]
 //
 // Key access passwords come from FILE (mode 0600, "INDEX:password" lines),
@@ -117,14 +118,15 @@ absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
     std::string flag(arg);
     std::string value;
     bool has_value = false;
-    if (const size_t eq = arg.find('='); absl::StartsWith(arg, "--") &&
-                                         eq != absl::string_view::npos) {
+    if (const size_t eq = arg.find('=');
+        absl::StartsWith(arg, "--") && eq != absl::string_view::npos) {
       flag = std::string(arg.substr(0, eq));
       value = std::string(arg.substr(eq + 1));
       has_value = true;
     }
     if (flag == "--force") {
-      if (has_value) return absl::InvalidArgumentError("--force takes no value");
+      if (has_value)
+        return absl::InvalidArgumentError("--force takes no value");
       options.force = true;
       continue;
     }
@@ -132,17 +134,16 @@ absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
       return absl::CancelledError("help");
     }
     static constexpr absl::string_view kValueFlags[] = {
-        "--store",      "--sign-keys",  "--enc-keys",      "--sm4-keys",
-        "--import-sign", "--import-enc", "--import-sm4",
-        "--password-file", "--pbkdf2-iterations"};
+        "--store",      "--sign-keys",     "--enc-keys",
+        "--sm4-keys",   "--import-sign",   "--import-enc",
+        "--import-sm4", "--password-file", "--pbkdf2-iterations"};
     if (std::find(std::begin(kValueFlags), std::end(kValueFlags), flag) ==
         std::end(kValueFlags)) {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag ", flag));
     }
     if (!has_value) {
       if (i + 1 >= argc) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(flag, " needs a value"));
+        return absl::InvalidArgumentError(absl::StrCat(flag, " needs a value"));
       }
       value = argv[++i];
     }
@@ -165,8 +166,8 @@ absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
       options.password_file = value;
     } else if (flag == "--pbkdf2-iterations") {
       if (!absl::SimpleAtoi(value, &options.iterations)) {
-        status = absl::InvalidArgumentError(
-            "--pbkdf2-iterations wants a number");
+        status =
+            absl::InvalidArgumentError("--pbkdf2-iterations wants a number");
       }
     }
     if (!status.ok()) return status;
@@ -381,8 +382,8 @@ absl::Status Init(const Options& options) {
                     imported ? " (imported)" : " (generated)");
   };
   for (const auto& [index, key] : sign_keys) {
-    if (absl::Status s = WritePrivateKey(
-            KeyFilePath(dir, KeyFile::kSign, index), key.get());
+    if (absl::Status s =
+            WritePrivateKey(KeyFilePath(dir, KeyFile::kSign, index), key.get());
         !s.ok()) {
       return s;
     }
@@ -415,8 +416,7 @@ absl::Status Init(const Options& options) {
     note(index, "SM4", options.import_sm4.count(index) != 0);
   }
   if (!records.empty()) {
-    if (absl::Status s = WritePasswords(PasswordsPath(dir), records);
-        !s.ok()) {
+    if (absl::Status s = WritePasswords(PasswordsPath(dir), records); !s.ok()) {
       return s;
     }
   }
