@@ -1,0 +1,176 @@
+// `hsmd --demo DIR` end to end with the real binary and SoftHSM: the first
+// start creates the token and the five demo keys, serves them, and stops
+// cleanly on SIGTERM; the second start reuses the same token and keys.
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <map>
+#include <set>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/testing/signature_verifier.h"
+#include "daemon/testing/subprocess.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "hsmd/v1/hsmd.grpc.pb.h"
+
+namespace hsmd {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::Subprocess;
+
+const absl::Duration kStartTimeout = absl::Seconds(180);
+const absl::Duration kExitTimeout = absl::Seconds(60);
+
+std::unique_ptr<grpc::ClientContext> Context() {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::seconds(60));
+  return context;
+}
+
+mode_t Mode(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return 0;
+  return st.st_mode & 07777;
+}
+
+class DemoTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/hsmdXXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    base_ = tmpl;
+    dir_ = base_ + "/demo";
+  }
+  void TearDown() override {
+    ASSERT_EQ(system(absl::StrCat("rm -rf ", base_).c_str()), 0);
+  }
+
+  struct Run {
+    std::string stdout_text;
+    std::string stderr_text;
+    std::map<std::string, v1::Key> keys;  // By label.
+  };
+
+  // Starts the demo, checks it serves, stops it with SIGTERM.
+  void StartCheckAndStop(const std::vector<std::string>& extra_args,
+                         const std::string& socket, Run& run) {
+    std::vector<std::string> argv = {testing::RunfilePath("daemon/hsmd"),
+                                     "--demo", dir_};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    auto daemon = Subprocess::Start(argv);
+    ASSERT_TRUE(daemon.ok()) << daemon.status();
+    absl::Status up = testing::WaitForSocket(**daemon, socket, kStartTimeout);
+    ASSERT_TRUE(up.ok()) << up;
+
+    auto channel = grpc::CreateChannel("unix:" + socket,
+                                       grpc::InsecureChannelCredentials());
+    auto admin = v1::AdminService::NewStub(channel);
+    auto keys = v1::KeyService::NewStub(channel);
+
+    v1::GetStatusResponse status;
+    grpc::Status s = admin->GetStatus(Context().get(), {}, &status);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_EQ(status.backends_size(), 1);
+    EXPECT_EQ(status.backends(0).state(), v1::BACKEND_STATE_READY);
+    EXPECT_EQ(status.backends(0).token_label(), "demo");
+    EXPECT_TRUE(status.backends(0).logged_in());
+    EXPECT_EQ(status.config().config_path(), dir_ + "/hsmd.conf");
+    ASSERT_EQ(status.config().pin_sources_size(), 1);
+    EXPECT_EQ(status.config().pin_sources(0), "file:" + dir_ + "/user.pin");
+
+    v1::ListKeysResponse list;
+    s = keys->ListKeys(Context().get(), {}, &list);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    for (const v1::Key& key : list.keys()) run.keys[key.label()] = key;
+    std::set<std::string> labels;
+    for (const auto& [label, key] : run.keys) labels.insert(label);
+    EXPECT_EQ(labels, (std::set<std::string>{"rsa-2048", "rsa-3072", "ec-p256",
+                                             "ec-p384", "ed25519"}));
+    EXPECT_EQ(list.keys_size(), 5);
+
+    // Every key signs, and the signature verifies with its public key.
+    for (const auto& [label, key] : run.keys) {
+      v1::SignRequest request;
+      request.mutable_key()->set_uri(
+          absl::StrCat("pkcs11:token=demo;object=", label, ";type=private"));
+      request.set_message("demo");
+      if (key.key_type() == v1::KEY_TYPE_RSA) {
+        request.mutable_algorithm()->mutable_rsa_pkcs1()->set_hash(
+            v1::HASH_ALGORITHM_SHA256);
+      } else if (key.key_type() == v1::KEY_TYPE_EC) {
+        request.mutable_algorithm()->mutable_ecdsa()->set_hash(
+            v1::HASH_ALGORITHM_SHA256);
+      } else {
+        request.mutable_algorithm()->mutable_ed25519();
+      }
+      v1::SignResponse response;
+      s = keys->Sign(Context().get(), request, &response);
+      ASSERT_TRUE(s.ok()) << label << ": " << s.error_message();
+      EXPECT_TRUE(testing::VerifySignature(key.public_key_der(), request,
+                                           response.signature())
+                      .ok())
+          << label;
+    }
+
+    (*daemon)->Signal(SIGTERM);
+    absl::StatusOr<int> code = (*daemon)->Wait(kExitTimeout);
+    ASSERT_TRUE(code.ok()) << code.status();
+    EXPECT_EQ(*code, 0) << (*daemon)->Stderr();
+    EXPECT_EQ(Mode(socket), 0u) << "socket file left behind";
+    run.stdout_text = (*daemon)->Stdout();
+    run.stderr_text = (*daemon)->Stderr();
+  }
+
+  std::string base_;
+  std::string dir_;
+};
+
+TEST_F(DemoTest, CreatesServesAndReuses) {
+  Run first;
+  StartCheckAndStop({}, dir_ + "/hsmd.sock", first);
+  if (HasFailure()) return;
+  EXPECT_THAT(first.stderr_text, HasSubstr("demo token created"));
+  EXPECT_THAT(first.stderr_text, HasSubstr("demo key generated"));
+  EXPECT_THAT(first.stderr_text, HasSubstr("hsmd ready"));
+  EXPECT_THAT(first.stdout_text,
+              HasSubstr("export HSMD_SOCKET=" + dir_ + "/hsmd.sock"));
+  EXPECT_THAT(first.stdout_text, HasSubstr("pkcs11:token=demo;object=ec-p256"));
+  EXPECT_EQ(Mode(dir_), 0700u);
+  EXPECT_EQ(Mode(dir_ + "/user.pin"), 0600u);
+  EXPECT_EQ(Mode(dir_ + "/hsmd.conf"), 0600u);
+  EXPECT_NE(Mode(dir_ + "/softhsm2.conf"), 0u);
+  EXPECT_NE(Mode(dir_ + "/tokens"), 0u);
+
+  Run second;
+  StartCheckAndStop({}, dir_ + "/hsmd.sock", second);
+  if (HasFailure()) return;
+  EXPECT_THAT(second.stderr_text, Not(HasSubstr("demo token created")));
+  EXPECT_THAT(second.stderr_text, Not(HasSubstr("demo key generated")));
+  for (const auto& [label, key] : first.keys) {
+    EXPECT_EQ(second.keys[label].key_id(), key.key_id()) << label;
+  }
+
+  // --socket moves the socket and keeps the token.
+  Run third;
+  StartCheckAndStop({"--socket", base_ + "/alt.sock"}, base_ + "/alt.sock",
+                    third);
+  if (HasFailure()) return;
+  EXPECT_EQ(third.keys["ec-p256"].key_id(), first.keys["ec-p256"].key_id());
+
+  // Without --socket it is back on DIR/hsmd.sock.
+  Run fourth;
+  StartCheckAndStop({}, dir_ + "/hsmd.sock", fourth);
+}
+
+}  // namespace
+}  // namespace hsmd

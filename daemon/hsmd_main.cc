@@ -1,0 +1,355 @@
+#include "daemon/hsmd_main.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "daemon/config/config_loader.h"
+#include "daemon/config/pin_source.h"
+#include "daemon/demo.h"
+#include "daemon/logging.h"
+#include "daemon/openssl_init.h"
+#include "daemon/server.h"
+#include "daemon/unix_socket.h"
+#include "daemon/version.h"
+
+namespace hsmd {
+namespace {
+
+constexpr char kUsage[] =
+    R"(Usage:
+  hsmd --config FILE [--check-config]
+  hsmd --demo DIR [--socket PATH]
+  hsmd --version | --help
+
+hsmd serves private-key operations on HSM keys (PKCS#11) to local clients
+over gRPC on a Unix socket. It is the only process that opens the HSM.
+
+Options:
+  --config FILE    run with this configuration (protobuf text format; the
+                   reference is daemon/config/config.proto)
+  --check-config   validate the configuration and that each PIN, module and
+                   the socket group are usable, print "config OK", and exit
+  --demo DIR       create (first run) or reuse a SoftHSM token with demo keys
+                   in DIR, write DIR/hsmd.conf, and serve it
+  --socket PATH    with --demo: listen on PATH instead of DIR/hsmd.sock
+  --version        print the version
+  --help           print this help
+
+Signals: SIGTERM or SIGINT shut down gracefully (in-flight requests finish
+within limits.shutdown_grace_ms); a second one exits at once; SIGHUP is
+ignored.
+
+Exit codes:
+  0  clean shutdown; --check-config OK; --version; --help
+  1  usage error or process set-up failure
+  2  configuration error (parse, validation; with --check-config also an
+     unusable PIN, module or socket group)
+  3  a backend failed to start (module, token, login)
+  4  the socket could not be prepared or bound (e.g. hsmd already running)
+  5  --demo could not set up its directory, token or keys
+  6  a second SIGTERM/SIGINT during shutdown forced an immediate exit
+)";
+
+struct Flags {
+  std::string config;
+  std::string demo;
+  std::string socket;
+  bool check_config = false;
+  bool version = false;
+  bool help = false;
+};
+
+// Accepts "--flag VALUE" and "--flag=VALUE".
+std::optional<std::string> ParseFlags(int argc, char** argv, Flags& flags) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    std::optional<std::string> inline_value;
+    if (size_t eq = arg.find('=');
+        absl::StartsWith(arg, "--") && eq != std::string::npos) {
+      inline_value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    }
+    auto value = [&](std::string& out) -> std::optional<std::string> {
+      if (inline_value.has_value()) {
+        out = *inline_value;
+      } else if (i + 1 < args.size()) {
+        out = args[++i];
+      } else {
+        return absl::StrCat(arg, " needs a value");
+      }
+      if (out.empty()) return absl::StrCat(arg, " needs a non-empty value");
+      return std::nullopt;
+    };
+    auto no_value = [&](bool& out) -> std::optional<std::string> {
+      if (inline_value.has_value()) {
+        return absl::StrCat(arg, " takes no value");
+      }
+      out = true;
+      return std::nullopt;
+    };
+    std::optional<std::string> error;
+    if (arg == "--config") {
+      error = value(flags.config);
+    } else if (arg == "--demo") {
+      error = value(flags.demo);
+    } else if (arg == "--socket") {
+      error = value(flags.socket);
+    } else if (arg == "--check-config") {
+      error = no_value(flags.check_config);
+    } else if (arg == "--version") {
+      error = no_value(flags.version);
+    } else if (arg == "--help" || arg == "-h") {
+      error = no_value(flags.help);
+    } else {
+      error = absl::StrCat("unknown argument \"", arg, "\"");
+    }
+    if (error.has_value()) return error;
+  }
+  if (flags.help || flags.version) return std::nullopt;
+  if (flags.config.empty() == flags.demo.empty()) {
+    return "give exactly one of --config FILE and --demo DIR";
+  }
+  if (!flags.socket.empty() && flags.demo.empty()) {
+    return "--socket is only for --demo (set listen.socket_path in the config)";
+  }
+  if (flags.check_config && flags.config.empty()) {
+    return "--check-config needs --config FILE";
+  }
+  return std::nullopt;
+}
+
+void Fail(absl::string_view what, const absl::Status& status) {
+  log::Error(what, {{"error", status.message()}});
+}
+
+// Core dumps could hold the PIN or session secrets.
+void HardenProcess() {
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  rlimit no_core = {0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+}
+
+log::Level ToLogLevel(config::Logging::Level level) {
+  switch (level) {
+    case config::Logging::DEBUG:
+      return log::Level::kDebug;
+    case config::Logging::INFO:
+      return log::Level::kInfo;
+    case config::Logging::WARNING:
+      return log::Level::kWarning;
+    case config::Logging::ERROR:
+      return log::Level::kError;
+  }
+  return log::Level::kInfo;
+}
+
+// What --check-config verifies beyond the syntax: things that depend on the
+// machine, without touching the HSM or the socket.
+absl::Status CheckEnvironment(const config::Config& config) {
+  if (config.listen().has_socket_group()) {
+    absl::StatusOr<gid_t> gid =
+        config::ResolveGroup(config.listen().socket_group());
+    if (!gid.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("listen.socket_group: ", gid.status().message()));
+    }
+  }
+  for (int i = 0; i < config.backends_size(); ++i) {
+    const config::Backend& b = config.backends(i);
+    if (!b.has_pkcs11()) continue;
+    const std::string field = absl::StrCat("backends[", i, "].pkcs11");
+    if (access(b.pkcs11().module_path().c_str(), R_OK) != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".module_path: cannot read ",
+                       b.pkcs11().module_path(), ": ", std::strerror(errno)));
+    }
+    absl::StatusOr<SecretString> pin = config::ReadPin(b.pkcs11().pin());
+    if (!pin.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".pin: ", pin.status().message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunHsmd(int argc, char** argv, const BackendFactory& factory) {
+  // Before anything can initialise OpenSSL (the PKCS#11 module does).
+  if (absl::Status s = UseCleanOpenSslConfig(); !s.ok()) {
+    Fail("OpenSSL set-up failed", s);
+    return kExitUsage;
+  }
+  HardenProcess();
+  signal(SIGPIPE, SIG_IGN);
+  // Blocked in every thread (threads inherit the mask); one thread takes
+  // them with sigwait, so no work happens in a signal handler.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  if (pthread_sigmask(SIG_BLOCK, &signals, nullptr) != 0) {
+    log::Error("cannot block signals");
+    return kExitUsage;
+  }
+
+  Flags flags;
+  if (std::optional<std::string> error = ParseFlags(argc, argv, flags)) {
+    std::cerr << "hsmd: " << *error << "\n\n" << kUsage;
+    return kExitUsage;
+  }
+  if (flags.help) {
+    std::cout << kUsage;
+    return kExitOk;
+  }
+  if (flags.version) {
+    std::cout << "hsmd " << kVersion << "\n";
+    return kExitOk;
+  }
+
+  std::optional<DemoSetup> demo;
+  std::string config_path = flags.config;
+  if (!flags.demo.empty()) {
+    absl::StatusOr<DemoSetup> setup = PrepareDemo(flags.demo, flags.socket);
+    if (!setup.ok()) {
+      Fail("demo set-up failed", setup.status());
+      return kExitDemo;
+    }
+    demo = *setup;
+    config_path = demo->config_path;
+  }
+
+  absl::StatusOr<config::Config> config = config::LoadConfigFile(config_path);
+  if (!config.ok()) {
+    // Multi-line "FILE:LINE:COL: message" text reads best unformatted.
+    std::cerr << "hsmd: configuration error:\n"
+              << config.status().message() << "\n";
+    return kExitConfig;
+  }
+  if (config->logging().format() == config::Logging::JSON) {
+    log::Configure(ToLogLevel(config->logging().level()), log::Format::kJson);
+  } else {
+    log::Configure(ToLogLevel(config->logging().level()), log::Format::kText);
+  }
+
+  if (flags.check_config) {
+    if (absl::Status s = CheckEnvironment(*config); !s.ok()) {
+      std::cerr << "hsmd: " << config_path << ": " << s.message() << "\n";
+      return kExitConfig;
+    }
+    std::cout << "config OK\n";
+    return kExitOk;
+  }
+
+  log::Info(
+      "hsmd starting",
+      {{"version", kVersion}, {"config", config_path}, {"pid", getpid()}});
+
+  // Refuse early (before opening the HSM) when another daemon owns the path.
+  absl::StatusOr<std::unique_ptr<SocketPath>> socket =
+      SocketPath::Prepare(config->listen().socket_path());
+  if (!socket.ok()) {
+    Fail("cannot use the socket", socket.status());
+    return kExitSocket;
+  }
+
+  std::vector<std::unique_ptr<backend::Backend>> backends;
+  for (const config::Backend& b : config->backends()) {
+    absl::StatusOr<std::unique_ptr<backend::Backend>> backend = factory(b);
+    if (!backend.ok()) {
+      log::Error(
+          "backend failed to start",
+          {{"backend", b.name()}, {"error", backend.status().message()}});
+      for (auto& started : backends) started->Shutdown();
+      return kExitBackend;
+    }
+    log::Info("backend started", {{"backend", b.name()}});
+    backends.push_back(*std::move(backend));
+  }
+
+  std::vector<v1::Key> demo_keys;
+  if (demo.has_value()) {
+    absl::StatusOr<std::vector<v1::Key>> keys = EnsureDemoKeys(*backends[0]);
+    if (!keys.ok()) {
+      Fail("demo keys could not be created", keys.status());
+      for (auto& started : backends) started->Shutdown();
+      return kExitDemo;
+    }
+    demo_keys = *std::move(keys);
+  }
+
+  ServerOptions options;
+  options.config = *config;
+  options.config_path = config_path;
+  options.socket = *std::move(socket);
+  absl::StatusOr<std::unique_ptr<Server>> server =
+      Server::New(std::move(options), std::move(backends));
+  if (!server.ok()) {
+    Fail("cannot create the server", server.status());
+    return kExitSocket;
+  }
+  if (absl::Status s = (*server)->Start(); !s.ok()) {
+    Fail("cannot start the server", s);
+    (*server)->Shutdown(absl::ZeroDuration());
+    return kExitSocket;
+  }
+  if (demo.has_value()) {
+    std::cout << DemoUsage((*server)->socket_path(), demo_keys) << std::flush;
+  }
+
+  const absl::Duration grace =
+      absl::Milliseconds(config->limits().shutdown_grace_ms());
+  Server* raw_server = server->get();
+  // The first SIGTERM/SIGINT starts a graceful shutdown (in its own thread,
+  // so this one keeps listening); a second one ends the process at once,
+  // for when a backend call hangs past the grace period.
+  std::atomic<bool> done{false};
+  std::thread shutdown_thread;
+  std::thread signal_thread([&] {
+    bool shutting_down = false;
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&signals, &sig) != 0) continue;
+      if (done.load()) return;
+      if (sig == SIGHUP) {
+        log::Info("SIGHUP ignored (restart hsmd to reload the config)");
+        continue;
+      }
+      if (shutting_down) {
+        log::Error("second signal during shutdown: exiting now",
+                   {{"signal", strsignal(sig)}});
+        _exit(kExitForced);
+      }
+      shutting_down = true;
+      log::Info("signal received", {{"signal", strsignal(sig)}});
+      shutdown_thread =
+          std::thread([raw_server, grace] { raw_server->Shutdown(grace); });
+    }
+  });
+  (*server)->Wait();
+  done.store(true);
+  pthread_kill(signal_thread.native_handle(), SIGHUP);
+  signal_thread.join();
+  if (shutdown_thread.joinable()) shutdown_thread.join();
+  server->reset();
+  return kExitOk;
+}
+
+}  // namespace hsmd

@@ -1,0 +1,212 @@
+#include "daemon/logging.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
+namespace hsmd::log {
+namespace {
+
+std::atomic<int> g_min_level{static_cast<int>(Level::kInfo)};
+std::atomic<int> g_format{static_cast<int>(Format::kText)};
+
+struct Output {
+  absl::Mutex mu;
+  std::function<void(absl::string_view)> sink ABSL_GUARDED_BY(mu);
+};
+
+Output& GetOutput() {
+  // Leaked on purpose: threads may log during static destruction.
+  static Output* output = new Output;
+  return *output;
+}
+
+bool NeedsQuotes(absl::string_view v) {
+  if (v.empty()) return true;
+  for (char c : v) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u <= ' ' || c == '=' || c == '"' || c == '\\' || u >= 0x7f) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void AppendLogfmtValue(std::string& out, absl::string_view v) {
+  if (!NeedsQuotes(v)) {
+    out.append(v.data(), v.size());
+    return;
+  }
+  out.push_back('"');
+  for (char c : v) {
+    unsigned char u = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"':
+        out.append("\\\"");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
+      default:
+        if (u < 0x20 || u == 0x7f) {
+          absl::StrAppendFormat(&out, "\\x%02x", u);
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+void AppendJsonString(std::string& out, absl::string_view v) {
+  out.push_back('"');
+  for (char c : v) {
+    unsigned char u = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"':
+        out.append("\\\"");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
+      default:
+        // Bytes >= 0x80 are escaped too: values are not guaranteed to be
+        // UTF-8, and the line must stay valid JSON.
+        if (u < 0x20 || u >= 0x7f) {
+          absl::StrAppendFormat(&out, "\\u%04x", u);
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+void WriteAll(absl::string_view line) {
+  const char* p = line.data();
+  size_t left = line.size();
+  while (left > 0) {
+    ssize_t n = write(STDERR_FILENO, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // Nowhere else to report it.
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+}
+
+}  // namespace
+
+absl::string_view LevelName(Level level) {
+  switch (level) {
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarning:
+      return "warning";
+    case Level::kError:
+      return "error";
+  }
+  return "unknown";
+}
+
+void Configure(Level min_level, Format format) {
+  g_min_level.store(static_cast<int>(min_level), std::memory_order_relaxed);
+  g_format.store(static_cast<int>(format), std::memory_order_relaxed);
+}
+
+bool IsEnabled(Level level) {
+  return static_cast<int>(level) >= g_min_level.load(std::memory_order_relaxed);
+}
+
+std::string FormatLine(Format format, absl::string_view ts, Level level,
+                       absl::string_view msg,
+                       std::initializer_list<Field> fields) {
+  std::string out;
+  out.reserve(128 + msg.size());
+  if (format == Format::kJson) {
+    out.append("{\"ts\":");
+    AppendJsonString(out, ts);
+    out.append(",\"level\":");
+    AppendJsonString(out, LevelName(level));
+    out.append(",\"msg\":");
+    AppendJsonString(out, msg);
+    for (const Field& f : fields) {
+      out.push_back(',');
+      AppendJsonString(out, f.key());
+      out.push_back(':');
+      if (f.is_string()) {
+        AppendJsonString(out, f.value());
+      } else {
+        out.append(f.value().data(), f.value().size());
+      }
+    }
+    out.push_back('}');
+    return out;
+  }
+  out.append("ts=");
+  out.append(ts.data(), ts.size());
+  out.append(" level=");
+  absl::string_view name = LevelName(level);
+  out.append(name.data(), name.size());
+  out.append(" msg=");
+  AppendLogfmtValue(out, msg);
+  for (const Field& f : fields) {
+    out.push_back(' ');
+    out.append(f.key().data(), f.key().size());
+    out.push_back('=');
+    AppendLogfmtValue(out, f.value());
+  }
+  return out;
+}
+
+void Log(Level level, absl::string_view msg,
+         std::initializer_list<Field> fields) {
+  if (!IsEnabled(level)) return;
+  std::string ts = absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(),
+                                    absl::UTCTimeZone());
+  std::string line =
+      FormatLine(static_cast<Format>(g_format.load(std::memory_order_relaxed)),
+                 ts, level, msg, fields);
+  line.push_back('\n');
+  Output& output = GetOutput();
+  absl::MutexLock lock(&output.mu);
+  if (output.sink) {
+    output.sink(line);
+  } else {
+    WriteAll(line);
+  }
+}
+
+void SetSinkForTesting(std::function<void(absl::string_view)> sink) {
+  Output& output = GetOutput();
+  absl::MutexLock lock(&output.mu);
+  output.sink = std::move(sink);
+}
+
+}  // namespace hsmd::log

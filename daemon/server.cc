@@ -1,0 +1,354 @@
+#include "daemon/server.h"
+
+#include <grpc/grpc.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+#include <grpcpp/support/server_interceptor.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
+#include "common/status_macros.h"
+#include "daemon/config/config_loader.h"
+#include "daemon/config/pin_source.h"
+#include "daemon/logging.h"
+#include "daemon/version.h"
+
+namespace hsmd {
+namespace {
+
+constexpr const char* kServiceNames[] = {"hsmd.v1.KeyService",
+                                         "hsmd.v1.AdminService"};
+
+// Lives exactly as long as one call (gRPC destroys a call's interceptors
+// with the call, after its status has been sent).
+class CallCountingInterceptor : public grpc::experimental::Interceptor {
+ public:
+  explicit CallCountingInterceptor(InFlightCalls* calls) : calls_(calls) {
+    calls_->Add();
+  }
+  ~CallCountingInterceptor() override { calls_->Done(); }
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
+    methods->Proceed();
+  }
+
+ private:
+  InFlightCalls* const calls_;
+};
+
+class CallCountingFactory
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit CallCountingFactory(InFlightCalls* calls) : calls_(calls) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    // A health Watch stream lasts as long as its client wants: it is not a
+    // request to drain.
+    const char* method = info->method();
+    if (method != nullptr &&
+        absl::StartsWith(method, "/grpc.health.v1.Health/Watch")) {
+      return nullptr;
+    }
+    return new CallCountingInterceptor(calls_);
+  }
+
+ private:
+  InFlightCalls* const calls_;
+};
+
+}  // namespace
+
+void InFlightCalls::Add() {
+  absl::MutexLock lock(&mu_);
+  ++count_;
+}
+
+void InFlightCalls::Done() {
+  absl::MutexLock lock(&mu_);
+  --count_;
+}
+
+bool InFlightCalls::WaitForZero(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto zero = [this]()
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return count_ == 0; };
+  return mu_.AwaitWithDeadline(absl::Condition(&zero), deadline);
+}
+
+int64_t InFlightCalls::count() const {
+  absl::MutexLock lock(&mu_);
+  return count_;
+}
+
+v1::ConfigSummary SummarizeConfig(const config::Config& config,
+                                  const std::string& config_path) {
+  v1::ConfigSummary summary;
+  summary.set_config_path(config_path);
+  summary.set_socket_path(config.listen().socket_path());
+  summary.set_max_message_bytes(config.limits().max_message_bytes());
+  summary.set_default_deadline_ms(config.limits().default_deadline_ms());
+  bool pool_set = false;
+  for (const config::Backend& b : config.backends()) {
+    if (!b.has_pkcs11()) continue;
+    summary.add_pin_sources(config::DescribePinSource(b.pkcs11().pin()));
+    if (!pool_set) {
+      summary.set_session_pool_size(b.pkcs11().session_pool_size());
+      pool_set = true;
+    }
+  }
+  return summary;
+}
+
+Server::Server(ServerOptions options,
+               std::unique_ptr<service::BackendRegistry> registry)
+    : options_(std::move(options)),
+      socket_(std::move(options_.socket)),
+      registry_(std::move(registry)),
+      start_time_(absl::Now()) {
+  const config::Limits& limits = options_.config.limits();
+  env_.registry = registry_.get();
+  env_.stats = &stats_;
+  env_.limits.max_message_bytes = limits.max_message_bytes();
+  env_.limits.max_random_bytes = limits.max_random_bytes();
+  env_.default_deadline = absl::Milliseconds(limits.default_deadline_ms());
+  key_service_ = std::make_unique<service::KeyService>(env_);
+  admin_service_ = std::make_unique<service::AdminService>(
+      env_, SummarizeConfig(options_.config, options_.config_path),
+      start_time_);
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::New(
+    ServerOptions options,
+    std::vector<std::unique_ptr<backend::Backend>> backends) {
+  RETURN_IF_ERROR(config::ValidateConfig(options.config, options.config_path));
+  if (options.socket == nullptr) {
+    ASSIGN_OR_RETURN(
+        options.socket,
+        SocketPath::Prepare(options.config.listen().socket_path()));
+  } else if (options.socket->path() != options.config.listen().socket_path()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prepared socket ", options.socket->path(), " is not the configured ",
+        options.config.listen().socket_path()));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<service::BackendRegistry> registry,
+                   service::BackendRegistry::New(std::move(backends)));
+  return std::unique_ptr<Server>(
+      new Server(std::move(options), std::move(registry)));
+}
+
+absl::Status Server::Start() {
+  {
+    absl::MutexLock lock(&state_mu_);
+    if (started_) return absl::FailedPreconditionError("already started");
+    started_ = true;
+  }
+  const config::Config& config = options_.config;
+  const config::Limits& limits = config.limits();
+  ASSIGN_OR_RETURN(uint32_t mode,
+                   config::ParseSocketMode(config.listen().socket_mode()));
+  std::optional<gid_t> gid;
+  if (config.listen().has_socket_group()) {
+    absl::StatusOr<gid_t> resolved =
+        config::ResolveGroup(config.listen().socket_group());
+    if (!resolved.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("listen.socket_group: ", resolved.status().message()));
+    }
+    gid = *resolved;
+  }
+
+  // Both are process-wide switches that must be set before the builder
+  // exists. Calling the reflection initialiser also keeps the linker from
+  // dropping libgrpc++_reflection (its plugin registers from a static
+  // initialiser otherwise).
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(absl::StrCat("unix:", socket_->path()),
+                           grpc::InsecureServerCredentials());
+  builder.RegisterService(key_service_.get());
+  builder.RegisterService(admin_service_.get());
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(limits.max_message_bytes()) + kEnvelopeBytes);
+  builder.SetMaxSendMessageSize(std::max<int>(
+      static_cast<int>(limits.max_message_bytes()) + kEnvelopeBytes, 4 << 20));
+  // Sync server: one thread per in-flight request (PKCS#11 calls block).
+  // Few pollers suit 2 cores; the thread cap bounds memory under many
+  // clients, and beyond it gRPC answers RESOURCE_EXHAUSTED instead of
+  // queueing without limit.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS,
+                              1);
+  builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
+  builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 2);
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(std::make_unique<CallCountingFactory>(&in_flight_));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  grpc::ResourceQuota quota("hsmd");
+  quota.SetMaxThreads(static_cast<int>(limits.max_concurrent_requests()) + 2);
+  builder.SetResourceQuota(quota);
+
+  // The socket is created by bind(); keep it private until chmod/chown below
+  // gives it the configured mode.
+  mode_t old_umask = umask(0177);
+  grpc_server_ = builder.BuildAndStart();
+  umask(old_umask);
+  if (grpc_server_ == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot listen on unix:", socket_->path(),
+                     " (gRPC could not bind it; see the gRPC error above)"));
+  }
+  if (absl::Status s = socket_->SetPermissions(mode, gid); !s.ok()) {
+    grpc_server_->Shutdown(std::chrono::system_clock::now());
+    grpc_server_->Wait();
+    grpc_server_.reset();
+    socket_->RemoveSocket();
+    return s;
+  }
+
+  {
+    absl::MutexLock lock(&health_mu_);
+    backend_serving_.assign(registry_->backends().size(), false);
+  }
+  UpdateHealth(/*force=*/true);
+  health_thread_ = std::thread([this] { HealthLoop(); });
+
+  std::vector<std::string> names;
+  for (const auto& b : registry_->backends()) {
+    names.push_back(absl::StrCat(b->name(), "(", b->kind(), ")"));
+  }
+  log::Info("hsmd ready", {{"version", kVersion},
+                           {"socket", socket_->path()},
+                           {"backends", absl::StrJoin(names, ",")},
+                           {"serving", serving()}});
+  return absl::OkStatus();
+}
+
+bool Server::serving() const {
+  absl::MutexLock lock(&health_mu_);
+  return serving_;
+}
+
+void Server::UpdateHealth(bool force) {
+  const auto& backends = registry_->backends();
+  std::vector<bool> now(backends.size());
+  bool all = true;
+  for (size_t i = 0; i < backends.size(); ++i) {
+    now[i] = backends[i]->IsServing();
+    all = all && now[i];
+  }
+  absl::MutexLock lock(&health_mu_);
+  if (health_stop_) return;
+  for (size_t i = 0; i < backends.size(); ++i) {
+    if (!force && now[i] == backend_serving_[i]) continue;
+    v1::BackendStatus status = backends[i]->GetStatus();
+    log::Log(now[i] ? log::Level::kInfo : log::Level::kWarning, "backend state",
+             {{"backend", backends[i]->name()},
+              {"state", v1::BackendState_Name(status.state())},
+              {"reason", status.state_reason()},
+              {"serving", static_cast<bool>(now[i])}});
+  }
+  backend_serving_ = now;
+  if (!force && all == serving_) return;
+  serving_ = all;
+  grpc::HealthCheckServiceInterface* health =
+      grpc_server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus(all);  // Every service, including "".
+  for (const char* name : kServiceNames) health->SetServingStatus(name, all);
+  log::Info("health", {{"status", all ? "SERVING" : "NOT_SERVING"}});
+}
+
+void Server::HealthLoop() {
+  absl::MutexLock lock(&health_mu_);
+  while (!health_stop_) {
+    health_mu_.AwaitWithTimeout(absl::Condition(&health_stop_),
+                                options_.health_poll_interval);
+    if (health_stop_) break;
+    health_mu_.Unlock();
+    UpdateHealth(/*force=*/false);
+    health_mu_.Lock();
+  }
+}
+
+void Server::Shutdown(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&state_mu_);
+    if (shutting_down_) {
+      state_mu_.Await(absl::Condition(&shut_down_));
+      return;
+    }
+    shutting_down_ = true;
+  }
+  bool started;
+  {
+    absl::MutexLock lock(&state_mu_);
+    started = started_ && grpc_server_ != nullptr;
+  }
+  if (started) {
+    log::Info("shutting down",
+              {{"grace_ms", absl::ToInt64Milliseconds(grace)}});
+    {
+      absl::MutexLock lock(&health_mu_);
+      health_stop_ = true;
+      serving_ = false;
+    }
+    if (health_thread_.joinable()) health_thread_.join();
+    if (auto* health = grpc_server_->GetHealthCheckService()) {
+      health->SetServingStatus(false);
+    }
+    // gRPC's Shutdown(deadline) stops accepting and lets calls run until the
+    // deadline, but it also waits for every client connection to close, and
+    // idle clients (client_lib keeps connections open between calls) only
+    // notice the GOAWAY when they next call. So: wait for the calls
+    // themselves, then drop the remaining connections.
+    const absl::Time deadline = absl::Now() + grace;
+    absl::Notification stopped;
+    std::thread stopper([this, deadline, &stopped] {
+      grpc_server_->Shutdown(absl::ToChronoTime(deadline));
+      stopped.Notify();
+    });
+    if (!in_flight_.WaitForZero(deadline)) {
+      log::Warning("shutdown grace period over; cancelling requests",
+                   {{"in_flight", in_flight_.count()}});
+    }
+    // Repeated because the stopper may not have begun the shutdown yet.
+    do {
+      grpc_server_cancel_all_calls(grpc_server_->c_server());
+    } while (!stopped.WaitForNotificationWithTimeout(absl::Milliseconds(20)));
+    stopper.join();
+    grpc_server_->Wait();
+  }
+  for (const auto& b : registry_->backends()) {
+    b->Shutdown();
+    log::Info("backend shut down", {{"backend", b->name()}});
+  }
+  if (started) socket_->RemoveSocket();
+  if (started) log::Info("hsmd stopped");
+  absl::MutexLock lock(&state_mu_);
+  shut_down_ = true;
+}
+
+void Server::Wait() {
+  absl::MutexLock lock(&state_mu_);
+  state_mu_.Await(absl::Condition(&shut_down_));
+}
+
+Server::~Server() { Shutdown(absl::ZeroDuration()); }
+
+}  // namespace hsmd

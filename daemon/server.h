@@ -1,0 +1,142 @@
+// The hsmd server: owns the backends, the gRPC server on the Unix socket,
+// the services, the health status and the stats.
+//
+//   auto server = Server::New(std::move(options), std::move(backends));
+//   RETURN_IF_ERROR((*server)->Start());   // listening, "hsmd ready" logged
+//   ... another thread: (*server)->Shutdown(grace);
+//   (*server)->Wait();                     // returns when shut down
+//
+// Health (grpc.health.v1): the overall status ("") and the per-service
+// statuses of hsmd.v1.KeyService and hsmd.v1.AdminService are SERVING only
+// while every backend IsServing(); a thread polls the backends (every
+// ServerOptions::health_poll_interval) and logs each change. Server
+// reflection is enabled (grpcurl list / describe work).
+//
+// Shutdown(grace): health goes NOT_SERVING, the server stops accepting,
+// in-flight requests get up to `grace` to finish (then they are cancelled),
+// the backends are shut down (sessions closed, logout, finalize), and the
+// socket file is removed.
+#ifndef HSMD_DAEMON_SERVER_H_
+#define HSMD_DAEMON_SERVER_H_
+
+#include <grpcpp/server.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "daemon/backend/backend.h"
+#include "daemon/config/config.pb.h"
+#include "daemon/service/admin_service.h"
+#include "daemon/service/backend_registry.h"
+#include "daemon/service/key_service.h"
+#include "daemon/service/request_scope.h"
+#include "daemon/service/stats.h"
+#include "daemon/unix_socket.h"
+
+namespace hsmd {
+
+// Counts the gRPC calls in progress (from arrival until their status has
+// been sent), so shutdown knows when draining is done.
+class InFlightCalls {
+ public:
+  void Add();
+  void Done();
+  // True when the count reached zero before `deadline`.
+  bool WaitForZero(absl::Time deadline);
+  int64_t count() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  int64_t count_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+struct ServerOptions {
+  // A validated config (config_loader). Its backends section only feeds the
+  // status summary: the backends themselves are passed to New.
+  config::Config config;
+  // Reported by GetStatus.
+  std::string config_path;
+  // How often the health thread polls the backends.
+  absl::Duration health_poll_interval = absl::Milliseconds(200);
+  // A socket path already prepared (SocketPath::Prepare) by the caller, e.g.
+  // to refuse to start before loading the HSM module; when null, New
+  // prepares config.listen().socket_path() itself.
+  std::unique_ptr<SocketPath> socket;
+};
+
+class Server {
+ public:
+  // Extra request bytes allowed beyond limits.max_message_bytes for the rest
+  // of a request (key URI, parameters, framing).
+  static constexpr int kEnvelopeBytes = 8192;
+
+  // FAILED_PRECONDITION for socket problems (another daemon running, ...).
+  static absl::StatusOr<std::unique_ptr<Server>> New(
+      ServerOptions options,
+      std::vector<std::unique_ptr<backend::Backend>> backends);
+
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+  // Shuts down (without grace) if still running.
+  ~Server();
+
+  // Binds the socket, sets its mode and group, starts serving and the
+  // health thread. Call once.
+  absl::Status Start();
+
+  // Blocks until Shutdown has completed.
+  void Wait();
+
+  // Thread-safe and idempotent; returns when shutdown is complete.
+  void Shutdown(absl::Duration grace);
+
+  const std::string& socket_path() const { return socket_->path(); }
+  // The last health state published (true = SERVING).
+  bool serving() const;
+  service::Stats& stats() { return stats_; }
+
+ private:
+  Server(ServerOptions options,
+         std::unique_ptr<service::BackendRegistry> registry);
+
+  void HealthLoop();
+  // Publishes the backends' readiness; logs changes.
+  void UpdateHealth(bool force) ABSL_LOCKS_EXCLUDED(health_mu_);
+
+  ServerOptions options_;
+  std::unique_ptr<SocketPath> socket_;
+  std::unique_ptr<service::BackendRegistry> registry_;
+  service::Stats stats_;
+  service::ServiceEnv env_;
+  InFlightCalls in_flight_;
+  const absl::Time start_time_;
+  std::unique_ptr<service::KeyService> key_service_;
+  std::unique_ptr<service::AdminService> admin_service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+
+  mutable absl::Mutex health_mu_;
+  bool health_stop_ ABSL_GUARDED_BY(health_mu_) = false;
+  bool serving_ ABSL_GUARDED_BY(health_mu_) = false;
+  std::vector<bool> backend_serving_ ABSL_GUARDED_BY(health_mu_);
+  std::thread health_thread_;
+
+  absl::Mutex state_mu_;
+  bool started_ ABSL_GUARDED_BY(state_mu_) = false;
+  bool shutting_down_ ABSL_GUARDED_BY(state_mu_) = false;
+  bool shut_down_ ABSL_GUARDED_BY(state_mu_) = false;
+};
+
+// The GetStatus config summary for `config` (no secrets).
+v1::ConfigSummary SummarizeConfig(const config::Config& config,
+                                  const std::string& config_path);
+
+}  // namespace hsmd
+
+#endif  // HSMD_DAEMON_SERVER_H_

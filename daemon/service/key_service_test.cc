@@ -1,0 +1,200 @@
+// KeyService / AdminService over a real Unix socket with the fake backend:
+// the shared conformance suite, plus what only a fake can provoke (HSM
+// error codes, slow calls, a backend that is not ready).
+#include <grpcpp/client_context.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/error_detail.h"
+#include "daemon/backend/fake/fake_backend.h"
+#include "daemon/logging.h"
+#include "daemon/testing/service_conformance.h"
+#include "daemon/testing/test_daemon.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace hsmd::testing {
+namespace {
+
+using backend::FakeBackend;
+using ::testing::HasSubstr;
+
+absl::StatusOr<std::vector<std::unique_ptr<backend::Backend>>> FakeBackends() {
+  std::vector<std::unique_ptr<backend::Backend>> backends;
+  absl::StatusOr<std::unique_ptr<FakeBackend>> fake =
+      FakeBackend::New({.name = "fake", .token_label = "fake"});
+  if (!fake.ok()) return fake.status();
+  backends.push_back(*std::move(fake));
+  return backends;
+}
+
+INSTANTIATE_TEST_SUITE_P(Fake, ServiceConformanceTest,
+                         ::testing::Values(ServiceTestBackend{
+                             "fake", FakeBackends, /*concurrency_seconds=*/3}));
+
+std::unique_ptr<grpc::ClientContext> Context() {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::seconds(30));
+  return context;
+}
+
+class FakeServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto fake = FakeBackend::New({.name = "fake", .token_label = "fake"});
+    ASSERT_TRUE(fake.ok());
+    fake_ = fake->get();
+    v1::GenerateKeyRequest request;
+    request.set_label("ec");
+    request.set_key_type(v1::KEY_TYPE_EC);
+    request.set_curve(v1::CURVE_P256);
+    absl::StatusOr<v1::Key> key = fake_->GenerateKey(request, {});
+    ASSERT_TRUE(key.ok());
+    key_ = *key;
+    std::vector<std::unique_ptr<backend::Backend>> backends;
+    backends.push_back(*std::move(fake));
+    auto daemon = TestDaemon::Start(std::move(backends));
+    ASSERT_TRUE(daemon.ok()) << daemon.status();
+    daemon_ = *std::move(daemon);
+    sign_.mutable_key()->set_uri(key_.uri());
+    sign_.mutable_algorithm()->mutable_ecdsa()->set_hash(
+        v1::HASH_ALGORITHM_SHA256);
+    sign_.set_message("m");
+  }
+
+  FakeBackend* fake_ = nullptr;
+  v1::Key key_;
+  v1::SignRequest sign_;
+  std::unique_ptr<TestDaemon> daemon_;
+};
+
+TEST_F(FakeServiceTest, HsmErrorDetailReachesTheClient) {
+  absl::Status hsm_error =
+      absl::InternalError("C_Sign failed: CKR_DEVICE_ERROR (0x30)");
+  v1::ErrorDetail detail;
+  detail.set_backend_kind("pkcs11");
+  detail.set_backend_code_name("CKR_DEVICE_ERROR");
+  detail.set_backend_code(0x30);
+  detail.set_backend_function("C_Sign");
+  SetErrorDetail(hsm_error, detail);
+  fake_->FailNext("Sign", hsm_error);
+
+  v1::SignResponse response;
+  grpc::Status s = daemon_->keys().Sign(Context().get(), sign_, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_EQ(s.error_message(), "C_Sign failed: CKR_DEVICE_ERROR (0x30)");
+  ASSERT_FALSE(s.error_details().empty());
+  absl::Status decoded = StatusFromRpcStatusProto(s.error_details());
+  EXPECT_EQ(decoded.code(), absl::StatusCode::kInternal);
+  std::optional<v1::ErrorDetail> got = GetErrorDetail(decoded);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->backend_kind(), "pkcs11");
+  EXPECT_EQ(got->backend_code_name(), "CKR_DEVICE_ERROR");
+  EXPECT_EQ(got->backend_code(), 0x30u);
+  EXPECT_EQ(got->backend_function(), "C_Sign");
+  // The service fills in the key the request named.
+  EXPECT_EQ(got->key(), key_.uri());
+
+  // Stats count it by gRPC code and by backend code, under the key.
+  v1::GetStatsResponse stats;
+  ASSERT_TRUE(daemon_->admin().GetStats(Context().get(), {}, &stats).ok());
+  bool found = false;
+  for (const v1::OperationStats& op : stats.operations()) {
+    if (op.operation() == "Sign" && op.key_id() == key_.key_id()) {
+      found = true;
+      EXPECT_EQ(op.error_count(), 1u);
+      EXPECT_EQ(op.errors_by_code().at("INTERNAL"), 1u);
+      EXPECT_EQ(op.errors_by_code().at("CKR_DEVICE_ERROR"), 1u);
+    }
+  }
+  EXPECT_TRUE(found) << stats.DebugString();
+
+  // The fault was one-shot.
+  EXPECT_TRUE(daemon_->keys().Sign(Context().get(), sign_, &response).ok());
+}
+
+TEST_F(FakeServiceTest, ClientDeadlineReachesTheBackend) {
+  fake_->SetDelay("Sign", absl::Seconds(20));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::milliseconds(200));
+  v1::SignResponse response;
+  grpc::Status s = daemon_->keys().Sign(&context, sign_, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  fake_->ClearFaults();
+  EXPECT_TRUE(daemon_->keys().Sign(Context().get(), sign_, &response).ok());
+}
+
+TEST_F(FakeServiceTest, DefaultDeadlineAppliesWithoutClientDeadline) {
+  // TestConfig's default_deadline_ms is the proto default (10 s); a backend
+  // call slower than that ends with DEADLINE_EXCEEDED from the backend even
+  // though the client set no deadline.
+  config::Config config = TestConfig();
+  config.mutable_limits()->set_default_deadline_ms(100);
+  auto fake = FakeBackend::New({.name = "slow"});
+  ASSERT_TRUE(fake.ok());
+  (*fake)->SetDelay("GenerateRandom", absl::Seconds(20));
+  std::vector<std::unique_ptr<backend::Backend>> backends;
+  backends.push_back(*std::move(fake));
+  auto daemon = TestDaemon::Start(std::move(backends), config);
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  grpc::ClientContext context;  // No deadline.
+  v1::GenerateRandomRequest request;
+  request.set_length(8);
+  v1::GenerateRandomResponse response;
+  grpc::Status s =
+      (*daemon)->keys().GenerateRandom(&context, request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << s.error_message();
+}
+
+TEST_F(FakeServiceTest, NotReadyBackendIsUnavailable) {
+  fake_->SetServing(false, "token not present");
+  v1::SignResponse response;
+  grpc::Status s = daemon_->keys().Sign(Context().get(), sign_, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  v1::GetStatusResponse status;
+  ASSERT_TRUE(daemon_->admin().GetStatus(Context().get(), {}, &status).ok());
+  EXPECT_EQ(status.backends(0).state(), v1::BACKEND_STATE_STARTING);
+  EXPECT_EQ(status.backends(0).state_reason(), "token not present");
+}
+
+TEST_F(FakeServiceTest, LogsOneLinePerRequestWithoutSecrets) {
+  absl::Mutex mu;
+  std::vector<std::string> lines;
+  log::SetSinkForTesting([&](absl::string_view line) {
+    absl::MutexLock lock(&mu);
+    lines.emplace_back(line);
+  });
+  v1::SignResponse response;
+  ASSERT_TRUE(daemon_->keys().Sign(Context().get(), sign_, &response).ok());
+  v1::SignRequest with_pin = sign_;
+  with_pin.mutable_key()->set_uri("pkcs11:object=ec?pin-value=98765432");
+  EXPECT_FALSE(daemon_->keys().Sign(Context().get(), with_pin, &response).ok());
+  log::SetSinkForTesting(nullptr);
+
+  absl::MutexLock lock(&mu);
+  std::vector<std::string> requests;
+  for (const std::string& line : lines) {
+    if (line.find("msg=request") != std::string::npos) {
+      requests.push_back(line);
+    }
+    EXPECT_THAT(line, ::testing::Not(HasSubstr("98765432")));
+  }
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_THAT(requests[0], HasSubstr("method=Sign"));
+  EXPECT_THAT(requests[0], HasSubstr("peer=unix:"));
+  EXPECT_THAT(requests[0], HasSubstr(absl::StrCat("key_id=", key_.key_id())));
+  EXPECT_THAT(requests[0], HasSubstr("status=OK"));
+  EXPECT_THAT(requests[0], HasSubstr("latency_us="));
+  EXPECT_THAT(requests[1], HasSubstr("status=INVALID_ARGUMENT"));
+  EXPECT_THAT(requests[1], HasSubstr("pin-value=REDACTED"));
+}
+
+}  // namespace
+}  // namespace hsmd::testing

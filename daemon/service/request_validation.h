@@ -1,0 +1,53 @@
+// Checks on requests that need no knowledge of the key: presence of required
+// fields, sizes against the configured limits, and parameter combinations
+// that are wrong for any key (e.g. a SHA-256 digest that is not 32 bytes).
+// Everything that depends on the key (its type, size, allowed operations,
+// RSA-PSS salt range) is checked by the backend. Errors are INVALID_ARGUMENT
+// with the field path first, e.g. "key.uri: is 5000 bytes; the limit is
+// 4096".
+#ifndef HSMD_DAEMON_SERVICE_REQUEST_VALIDATION_H_
+#define HSMD_DAEMON_SERVICE_REQUEST_VALIDATION_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "hsmd/v1/hsmd.pb.h"
+
+namespace hsmd::service {
+
+// Longest key URI or URI filter accepted.
+inline constexpr size_t kMaxUriBytes = 4096;
+// Longest key label (GenerateKey, ListKeys filter) and CKA_ID accepted.
+inline constexpr size_t kMaxLabelBytes = 256;
+inline constexpr size_t kMaxIdBytes = 256;
+
+struct RequestLimits {
+  // Largest message / digest / ciphertext / OAEP label.
+  uint32_t max_message_bytes = 1 << 20;
+  // Largest GenerateRandom length.
+  uint32_t max_random_bytes = 65536;
+};
+
+absl::Status ValidateKeyRef(const v1::KeyRef& ref, absl::string_view field);
+absl::Status ValidateListKeys(const v1::ListKeysRequest& request);
+absl::Status ValidateGetKey(const v1::GetKeyRequest& request);
+absl::Status ValidateSign(const v1::SignRequest& request,
+                          const RequestLimits& limits);
+absl::Status ValidateDecrypt(const v1::DecryptRequest& request,
+                             const RequestLimits& limits);
+absl::Status ValidateGenerateRandom(const v1::GenerateRandomRequest& request,
+                                    const RequestLimits& limits);
+absl::Status ValidateGenerateKey(const v1::GenerateKeyRequest& request);
+absl::Status ValidateDeleteKey(const v1::DeleteKeyRequest& request);
+
+// The reference as text for logs and error details: the URI (with any
+// pin-value / pin-source value replaced by "REDACTED", truncated to 512
+// bytes) or "key_id:<id>". Empty when unset.
+std::string DescribeKeyRef(const v1::KeyRef& ref);
+
+}  // namespace hsmd::service
+
+#endif  // HSMD_DAEMON_SERVICE_REQUEST_VALIDATION_H_

@@ -1,0 +1,187 @@
+#include "daemon/service/request_validation.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace hsmd::service {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kUri[] = "pkcs11:token=demo;object=ec-p256;type=private";
+
+std::string Msg(const absl::Status& s) { return std::string(s.message()); }
+
+v1::SignRequest EcdsaRequest() {
+  v1::SignRequest r;
+  r.mutable_key()->set_uri(kUri);
+  r.mutable_algorithm()->mutable_ecdsa()->set_hash(v1::HASH_ALGORITHM_SHA256);
+  r.set_message("data");
+  return r;
+}
+
+void ExpectInvalid(const absl::Status& s, const std::string& text) {
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(Msg(s), HasSubstr(text));
+}
+
+TEST(RequestValidationTest, KeyRef) {
+  RequestLimits limits;
+  EXPECT_TRUE(ValidateSign(EcdsaRequest(), limits).ok());
+
+  v1::SignRequest r = EcdsaRequest();
+  r.clear_key();
+  ExpectInvalid(ValidateSign(r, limits), "key: a key reference");
+  r.mutable_key()->set_uri("");
+  ExpectInvalid(ValidateSign(r, limits), "key.uri: must not be empty");
+  r.mutable_key()->set_uri("pkcs11:object=" + std::string(5000, 'a'));
+  ExpectInvalid(ValidateSign(r, limits), "key.uri: is 5014 bytes; the limit");
+  r.mutable_key()->set_uri("pkcs11:object=a?pin-value=1234");
+  ExpectInvalid(ValidateSign(r, limits), "pin-value and pin-source");
+  r.mutable_key()->set_key_id("ABC");
+  ExpectInvalid(ValidateSign(r, limits), "key.key_id: must be 32");
+  r.mutable_key()->set_key_id(std::string(32, 'a'));
+  EXPECT_TRUE(ValidateSign(r, limits).ok());
+}
+
+TEST(RequestValidationTest, SignInputAndAlgorithm) {
+  RequestLimits limits{.max_message_bytes = 100};
+  v1::SignRequest r = EcdsaRequest();
+  r.clear_algorithm();
+  ExpectInvalid(ValidateSign(r, limits), "algorithm: is required");
+
+  r = EcdsaRequest();
+  r.clear_input();
+  ExpectInvalid(ValidateSign(r, limits), "input: message or digest");
+  r.set_message("");
+  ExpectInvalid(ValidateSign(r, limits), "message: must not be empty");
+  r.set_message(std::string(101, 'x'));
+  ExpectInvalid(ValidateSign(r, limits),
+                "message: is 101 bytes; the limit (limits.max_message_bytes) "
+                "is 100");
+  r.set_digest(std::string(31, 'x'));
+  ExpectInvalid(ValidateSign(r, limits),
+                "digest: is 31 bytes; a SHA-256 digest is 32");
+  r.set_digest(std::string(32, 'x'));
+  EXPECT_TRUE(ValidateSign(r, limits).ok());
+
+  r.mutable_algorithm()->mutable_ecdsa()->set_hash(
+      v1::HASH_ALGORITHM_UNSPECIFIED);
+  ExpectInvalid(ValidateSign(r, limits), "algorithm.ecdsa.hash: is required");
+  r.mutable_algorithm()->mutable_ecdsa()->set_hash(v1::HASH_ALGORITHM_MD5_SHA1);
+  ExpectInvalid(ValidateSign(r, limits), "MD5-SHA1 is only valid");
+  r.mutable_algorithm()->mutable_ecdsa()->set_hash(
+      static_cast<v1::HashAlgorithm>(99));
+  ExpectInvalid(ValidateSign(r, limits), "unknown hash algorithm 99");
+
+  r.mutable_algorithm()->mutable_ed25519();
+  ExpectInvalid(ValidateSign(r, limits), "ed25519 signs the message itself");
+  r.set_message("m");
+  EXPECT_TRUE(ValidateSign(r, limits).ok());
+
+  // RSA PKCS#1: raw needs a digest; MD5-SHA1 needs 36 bytes.
+  r.mutable_algorithm()->mutable_rsa_pkcs1();
+  ExpectInvalid(ValidateSign(r, limits),
+                "algorithm.rsa_pkcs1.hash: is required");
+  r.set_digest("any DigestInfo");
+  EXPECT_TRUE(ValidateSign(r, limits).ok());
+  r.mutable_algorithm()->mutable_rsa_pkcs1()->set_hash(
+      v1::HASH_ALGORITHM_MD5_SHA1);
+  ExpectInvalid(ValidateSign(r, limits), "a MD5-SHA1 digest is 36");
+  r.set_digest(std::string(36, 'x'));
+  EXPECT_TRUE(ValidateSign(r, limits).ok());
+  r.set_message("m");
+  ExpectInvalid(ValidateSign(r, limits), "MD5-SHA1 takes the 36-byte digest");
+
+  r.mutable_algorithm()->mutable_rsa_pss();
+  ExpectInvalid(ValidateSign(r, limits), "algorithm.rsa_pss.hash: is required");
+  r.mutable_algorithm()->mutable_rsa_pss()->set_hash(v1::HASH_ALGORITHM_SHA384);
+  r.mutable_algorithm()->mutable_rsa_pss()->set_mgf1_hash(
+      v1::HASH_ALGORITHM_MD5_SHA1);
+  ExpectInvalid(ValidateSign(r, limits), "algorithm.rsa_pss.mgf1_hash");
+  r.mutable_algorithm()->mutable_rsa_pss()->set_mgf1_hash(
+      v1::HASH_ALGORITHM_SHA1);
+  EXPECT_TRUE(ValidateSign(r, limits).ok());
+  r.set_digest(std::string(32, 'x'));
+  ExpectInvalid(ValidateSign(r, limits), "a SHA-384 digest is 48");
+}
+
+TEST(RequestValidationTest, Decrypt) {
+  RequestLimits limits{.max_message_bytes = 1000};
+  v1::DecryptRequest r;
+  r.mutable_key()->set_uri(kUri);
+  r.set_ciphertext(std::string(256, 'c'));
+  ExpectInvalid(ValidateDecrypt(r, limits), "algorithm: is required");
+  r.mutable_algorithm()->mutable_rsa_pkcs1();
+  EXPECT_TRUE(ValidateDecrypt(r, limits).ok());
+  r.set_ciphertext("");
+  ExpectInvalid(ValidateDecrypt(r, limits), "ciphertext: must not be empty");
+  r.set_ciphertext(std::string(1001, 'c'));
+  ExpectInvalid(ValidateDecrypt(r, limits), "ciphertext: is 1001 bytes");
+  r.set_ciphertext("c");
+  r.mutable_algorithm()->mutable_rsa_oaep();
+  ExpectInvalid(ValidateDecrypt(r, limits), "algorithm.rsa_oaep.hash");
+  r.mutable_algorithm()->mutable_rsa_oaep()->set_hash(
+      v1::HASH_ALGORITHM_SHA256);
+  EXPECT_TRUE(ValidateDecrypt(r, limits).ok());
+}
+
+TEST(RequestValidationTest, GenerateRandom) {
+  RequestLimits limits{.max_random_bytes = 64};
+  v1::GenerateRandomRequest r;
+  ExpectInvalid(ValidateGenerateRandom(r, limits),
+                "length: 0 is out of range (1..64)");
+  r.set_length(65);
+  ExpectInvalid(ValidateGenerateRandom(r, limits), "length: 65");
+  r.set_length(64);
+  EXPECT_TRUE(ValidateGenerateRandom(r, limits).ok());
+}
+
+TEST(RequestValidationTest, GenerateKey) {
+  v1::GenerateKeyRequest r;
+  ExpectInvalid(ValidateGenerateKey(r), "label: is required");
+  r.set_label("k");
+  ExpectInvalid(ValidateGenerateKey(r), "key_type: is required");
+  r.set_key_type(v1::KEY_TYPE_RSA);
+  r.set_rsa_bits(1024);
+  ExpectInvalid(ValidateGenerateKey(r), "rsa_bits: 1024 is not 2048");
+  r.set_rsa_bits(3072);
+  EXPECT_TRUE(ValidateGenerateKey(r).ok());
+  r.set_key_type(v1::KEY_TYPE_EC);
+  r.set_rsa_bits(0);
+  ExpectInvalid(ValidateGenerateKey(r), "curve: EC keys need");
+  r.set_curve(v1::CURVE_P384);
+  EXPECT_TRUE(ValidateGenerateKey(r).ok());
+  r.add_allowed_operations(v1::OPERATION_DECRYPT);
+  ExpectInvalid(ValidateGenerateKey(r), "allowed_operations: DECRYPT");
+}
+
+TEST(RequestValidationTest, ListKeys) {
+  v1::ListKeysRequest r;
+  EXPECT_TRUE(ValidateListKeys(r).ok());
+  r.set_uri_filter(std::string(4097, 'x'));
+  ExpectInvalid(ValidateListKeys(r), "uri_filter: is 4097 bytes");
+  r.set_uri_filter("pkcs11:token=x?PIN-SOURCE=file:/etc/pin");
+  ExpectInvalid(ValidateListKeys(r), "uri_filter: pin-value");
+}
+
+TEST(RequestValidationTest, DescribeKeyRefRedactsPins) {
+  v1::KeyRef ref;
+  ref.set_uri("pkcs11:object=a;type=private?pin-value=1234&module-name=x");
+  std::string text = DescribeKeyRef(ref);
+  EXPECT_THAT(text, Not(HasSubstr("1234")));
+  EXPECT_EQ(text,
+            "pkcs11:object=a;type=private?pin-value=REDACTED&module-name=x");
+  ref.set_uri("pkcs11:?Pin-Value=secret");
+  EXPECT_THAT(DescribeKeyRef(ref), Not(HasSubstr("secret")));
+  ref.set_key_id("0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(DescribeKeyRef(ref), "key_id:0123456789abcdef0123456789abcdef");
+  ref.set_uri(std::string(1000, 'u'));
+  EXPECT_EQ(DescribeKeyRef(ref).size(), 515u);
+}
+
+}  // namespace
+}  // namespace hsmd::service
