@@ -3,11 +3,17 @@
 def _strip_ext(src):
     return src[:-len(".proto")]
 
-def cc_proto(name, srcs, deps = [], grpc = False, visibility = None):
+def cc_proto(name, srcs, deps = [], grpc = False, lite = False, visibility = None):
     """Generates `<name>` (messages) and, with grpc = True, `<name>_grpc` (services).
 
     The message library links only protobuf, so client code can use it without
     pulling the gRPC C++ runtime into applications (see notes on fork safety).
+
+    With lite = True, also `<name>_lite`: the same messages generated for the
+    lite runtime (same include paths). Lite code registers no descriptors in
+    the process-wide pool, so a module loaded into other programs (hsmproxy.so)
+    cannot clash with a program that links its own copy of the same .proto
+    (protobuf aborts on a second registration). Deps get `_lite` appended.
     """
     pkg = native.package_name()
 
@@ -62,6 +68,27 @@ def cc_proto(name, srcs, deps = [], grpc = False, visibility = None):
             hdrs = [b + ".grpc.pb.h" for b in bases],
             deps = [":" + name, "@system//:grpcpp"],
             strip_include_prefix = strip,
+            copts = ["-Wno-unused-parameter"],
+            visibility = visibility,
+        )
+    if lite:
+        # protoc writes <out>/<rel>/<base>.pb.*; keep the lite files under
+        # lite/ in this package and strip that prefix for includes.
+        lite_dir = "lite/" + (rel + "/" if rel else "")
+        lite_outs = [lite_dir + b + ".pb.h" for b in bases] + [lite_dir + b + ".pb.cc" for b in bases]
+        native.genrule(
+            name = name + "_lite_gen",
+            srcs = srcs + dep_srcs,
+            outs = lite_outs,
+            cmd = "protoc -I%s -Iproto -I/usr/include --cpp_out=lite:$(GENDIR)/%s/lite " % (root, pkg) +
+                  " ".join(["%s/%s" % (pkg, s) for s in srcs]),
+        )
+        native.cc_library(
+            name = name + "_lite",
+            srcs = [lite_dir + b + ".pb.cc" for b in bases],
+            hdrs = [lite_dir + b + ".pb.h" for b in bases],
+            deps = [d + "_lite" for d in deps] + ["@system//:protobuf"],
+            strip_include_prefix = "lite",
             copts = ["-Wno-unused-parameter"],
             visibility = visibility,
         )

@@ -1,0 +1,119 @@
+// The provider context: everything one loaded instance of hsmproxy owns.
+//
+// - The configuration: `socket`, `timeout_ms`, `connect_timeout_ms`, `debug`
+//   from the provider's openssl.cnf section (via the core's get_params), with
+//   HSMPROXY_SOCKET / HSMPROXY_DEBUG in the environment taking precedence.
+// - A private library context holding only the default provider. Public-key
+//   operations, hashing and software keys run there, so hsmproxy never calls
+//   back into the application's library context (and never into itself).
+// - The hsmd client, created on first use. The client handles fork (pid
+//   change) and daemon restarts itself; creating it takes no lock, so a child
+//   forked at any moment never waits on an inherited one.
+// - The core's error functions, to raise errors on OpenSSL's queue.
+#ifndef HSMD_PROXY_PROVIDER_PROVIDER_CONTEXT_H_
+#define HSMD_PROXY_PROVIDER_PROVIDER_CONTEXT_H_
+
+#include <openssl/core.h>
+#include <openssl/core_dispatch.h>
+#include <openssl/evp.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "client_lib/client.h"
+#include "proxy_provider/algorithms.h"
+#include "proxy_provider/random_pool.h"
+
+namespace hsmd::proxy {
+
+struct ProviderConfig {
+  std::string socket_path = std::string(client::kDefaultSocketPath);
+  // Deadline of each hsmd call.
+  absl::Duration timeout = absl::Seconds(10);
+  // Bound on connecting to hsmd.
+  absl::Duration connect_timeout = absl::Seconds(2);
+  bool debug = false;
+};
+
+// Makes the hsmd client (tests substitute a fake).
+using ClientFactory =
+    std::function<absl::StatusOr<std::unique_ptr<client::Client>>(
+        const client::ClientOptions&)>;
+
+class ProviderContext {
+ public:
+  // `in` is the core's dispatch table given to OSSL_provider_init.
+  static absl::StatusOr<std::unique_ptr<ProviderContext>> New(
+      const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in,
+      ClientFactory factory);
+
+  ~ProviderContext();
+  ProviderContext(const ProviderContext&) = delete;
+  ProviderContext& operator=(const ProviderContext&) = delete;
+
+  const ProviderConfig& config() const { return config_; }
+
+  // hsmproxy's private library context (default provider only).
+  OSSL_LIB_CTX* libctx() const { return libctx_; }
+
+  // The hsmd client of this provider instance, created on first use.
+  absl::StatusOr<client::Client*> client();
+
+  // Options for each call (the configured deadline).
+  client::CallOptions call_options() const;
+
+  RandomPool& random_pool() { return *random_pool_; }
+
+  // The default provider's implementations in libctx(), for parameter tables
+  // and for the software-key paths.
+  EVP_KEYMGMT* default_keymgmt(KeyKind kind) const;
+  EVP_SIGNATURE* default_rsa_signature() const { return rsa_signature_; }
+  EVP_SIGNATURE* default_ecdsa_signature() const { return ecdsa_signature_; }
+  EVP_SIGNATURE* default_ed25519_signature() const {
+    return ed25519_signature_;
+  }
+  EVP_ASYM_CIPHER* default_rsa_cipher() const { return rsa_cipher_; }
+
+  // Puts `status` (non-OK) on OpenSSL's error queue: reason from
+  // ReasonOf(status), data from ErrorText(status).
+  void RaiseError(const absl::Status& status, const char* file, int line,
+                  const char* func) const;
+
+ private:
+  ProviderContext(const OSSL_CORE_HANDLE* handle, ClientFactory factory);
+
+  absl::Status Init(const OSSL_DISPATCH* in);
+  absl::Status ReadConfig(OSSL_FUNC_core_get_params_fn* get_params);
+
+  const OSSL_CORE_HANDLE* const handle_;
+  const ClientFactory factory_;
+  ProviderConfig config_;
+
+  OSSL_FUNC_core_new_error_fn* new_error_ = nullptr;
+  OSSL_FUNC_core_set_error_debug_fn* set_error_debug_ = nullptr;
+  OSSL_FUNC_core_vset_error_fn* vset_error_ = nullptr;
+
+  OSSL_LIB_CTX* libctx_ = nullptr;
+  OSSL_PROVIDER* default_provider_ = nullptr;
+  EVP_KEYMGMT* keymgmt_[4] = {nullptr, nullptr, nullptr, nullptr};
+  EVP_SIGNATURE* rsa_signature_ = nullptr;
+  EVP_SIGNATURE* ecdsa_signature_ = nullptr;
+  EVP_SIGNATURE* ed25519_signature_ = nullptr;
+  EVP_ASYM_CIPHER* rsa_cipher_ = nullptr;
+
+  std::atomic<client::Client*> client_{nullptr};
+  std::unique_ptr<RandomPool> random_pool_;
+};
+
+}  // namespace hsmd::proxy
+
+// Raises `status` through `ctx` (a ProviderContext*), recording the caller.
+#define HSMPROXY_RAISE(ctx, status) \
+  (ctx)->RaiseError((status), __FILE__, __LINE__, __func__)
+
+#endif  // HSMD_PROXY_PROVIDER_PROVIDER_CONTEXT_H_

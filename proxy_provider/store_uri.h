@@ -1,0 +1,30 @@
+// The parts of an RFC 7512 `pkcs11:` URI the store needs: which object types
+// it asks for (`type=`), and the URI without that attribute, as a ListKeys
+// filter (hsmd lists key pairs; the store itself returns the private key,
+// public key or certificate of each).
+#ifndef HSMD_PROXY_PROVIDER_STORE_URI_H_
+#define HSMD_PROXY_PROVIDER_STORE_URI_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace hsmd::proxy {
+
+enum class UriObjectType { kAny, kPrivate, kPublic, kCert };
+
+struct StoreUri {
+  // The URI without `type=` (everything else, queries included, unchanged:
+  // hsmd validates them and explains what it rejects).
+  std::string filter;
+  UriObjectType type = UriObjectType::kAny;
+};
+
+// INVALID_ARGUMENT (reason "bad key URI") for a URI that is not `pkcs11:`
+// or whose `type` is not private, public or cert.
+absl::StatusOr<StoreUri> ParseStoreUri(absl::string_view uri);
+
+}  // namespace hsmd::proxy
+
+#endif  // HSMD_PROXY_PROVIDER_STORE_URI_H_
