@@ -25,7 +25,7 @@ bin="$root/bazel-bin"
 mkdir -p "$demo_dir"
 export HSMD_SOCKET="$demo_dir/hsmd.sock"
 
-"$bin/daemon/hsmd" --demo "$demo_dir" 2> >(tee "$demo_dir/hsmd.log" >&2) &
+"$bin/daemon/hsmd" --demo "$demo_dir" >"$demo_dir/hsmd.log" 2>&1 &
 hsmd_pid=$!
 stop_daemon() {
   if kill -0 "$hsmd_pid" 2>/dev/null; then
@@ -66,9 +66,41 @@ openssl dgst -sha256 -verify "$work/ec-p256.pub.pem" -signature "$work/message.s
 step hsmctl random 16 --hex
 hsmctl random 16 --hex
 
+# The same key from plain OpenSSL through the hsmproxy provider: the private
+# key stays in the HSM, the openssl process only holds a reference.
+cat > "$work/openssl.cnf" <<EOC
+openssl_conf = openssl_init
+[openssl_init]
+providers = provider_sect
+[provider_sect]
+default = default_sect
+hsmproxy = hsmproxy_sect
+[default_sect]
+activate = 1
+[hsmproxy_sect]
+module = $bin/proxy_provider/hsmproxy.so
+socket = $HSMD_SOCKET
+activate = 1
+EOC
+export OPENSSL_CONF="$work/openssl.cnf"
+rsa="pkcs11:token=demo;object=rsa-2048;type=private"
+step OPENSSL_CONF=openssl.cnf openssl dgst -sha256 -sign "'$rsa'" -out message.rsa.sig message.txt
+openssl dgst -sha256 -sign "$rsa" -out "$work/message.rsa.sig" "$work/message.txt"
+step openssl pkey -in "'$rsa'" -pubout -out rsa.pub.pem
+openssl pkey -in "$rsa" -pubout -out "$work/rsa.pub.pem"
+step openssl dgst -sha256 -verify rsa.pub.pem -signature message.rsa.sig message.txt
+OPENSSL_CONF=/dev/null openssl dgst -sha256 -verify "$work/rsa.pub.pem" \
+  -signature "$work/message.rsa.sig" "$work/message.txt"
+step openssl req -new -x509 -key "'$uri'" -subj /CN=hsmd-demo -days 1 -out demo-cert.pem
+openssl req -new -x509 -key "$uri" -subj /CN=hsmd-demo -days 1 -out "$work/demo-cert.pem"
+OPENSSL_CONF=/dev/null openssl verify -CAfile "$work/demo-cert.pem" "$work/demo-cert.pem"
+unset OPENSSL_CONF
+step hsmctl stats
+hsmctl stats
+
 cat <<EOM
 
-hsmd is serving the demo token on $HSMD_SOCKET (log: $demo_dir/hsmd.log).
+hsmd is serving the demo token on $HSMD_SOCKET (its log: $demo_dir/hsmd.log).
 In another shell:
   export HSMD_SOCKET=$HSMD_SOCKET
   $bin/tools/hsmctl/hsmctl list
