@@ -344,7 +344,7 @@ absl::StatusOr<KeyPtr> KeyStore::Resolve(CK_SESSION_HANDLE session,
           "key reference is empty: set uri or key_id");
   }
   if (use_cache) {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     auto it = cache_.find(cache_key);
     if (it != cache_.end()) return it->second;
   }
@@ -432,7 +432,7 @@ absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> KeyStore::FindCompanionObjects(
 }
 
 void KeyStore::Remember(const std::string& cache_key, const KeyPtr& key) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   if (cache_.size() >= kMaxCachedRefs && !cache_.contains(cache_key)) {
     cache_.clear();
   }
@@ -440,7 +440,7 @@ void KeyStore::Remember(const std::string& cache_key, const KeyPtr& key) {
 }
 
 void KeyStore::Forget(const v1::KeyRef& ref) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   if (ref.ref_case() == v1::KeyRef::kUri) {
     cache_.erase(absl::StrCat("uri:", ref.uri()));
   } else if (ref.ref_case() == v1::KeyRef::kKeyId) {
@@ -449,7 +449,7 @@ void KeyStore::Forget(const v1::KeyRef& ref) {
 }
 
 void KeyStore::ClearCache() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   cache_.clear();
 }
 

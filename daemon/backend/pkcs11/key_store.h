@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,7 +16,6 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "daemon/backend/pkcs11/uri.h"
 #include "hsmd/v1/hsmd.pb.h"
 
@@ -114,7 +114,7 @@ class KeyStore {
   CK_FUNCTION_LIST* const fns_;
   const TokenIdentity identity_;
 
-  absl::Mutex mu_;
+  std::mutex mu_;
   // "uri:<text>" and "id:<key_id>" → resolution.
   absl::flat_hash_map<std::string, KeyPtr> cache_ ABSL_GUARDED_BY(mu_);
 };

@@ -1104,6 +1104,38 @@ TEST_F(Pkcs11BackendTest, MissingTokenAndModule) {
                absl::StatusCode::kInvalidArgument, "session pool size 0");
 }
 
+TEST_F(Pkcs11BackendTest, RejectsBadRecoveryOptions) {
+  Pkcs11BackendOptions options = env_->BackendOptions();
+  options.reinit_backoff_initial = absl::ZeroDuration();
+  ExpectStatus(NewPkcs11Backend(options).status(),
+               absl::StatusCode::kInvalidArgument,
+               "re-initialisation backoff must be positive");
+  options = env_->BackendOptions();
+  options.reinit_backoff_max = absl::Milliseconds(10);
+  ExpectStatus(NewPkcs11Backend(options).status(),
+               absl::StatusCode::kInvalidArgument, "at least its start");
+  options = env_->BackendOptions();
+  options.reinit_drain_timeout = absl::InfiniteDuration();
+  ExpectStatus(NewPkcs11Backend(options).status(),
+               absl::StatusCode::kInvalidArgument,
+               "reinit_drain_timeout inf is out of range");
+  options = env_->BackendOptions();
+  options.degraded_hold = -absl::Seconds(1);
+  ExpectStatus(NewPkcs11Backend(options).status(),
+               absl::StatusCode::kInvalidArgument, "degraded_hold -1s");
+}
+
+TEST_F(Pkcs11BackendTest, CountersStartAtZero) {
+  absl::StatusOr<Pkcs11BackendCounters> counters =
+      GetPkcs11BackendCounters(backend());
+  ASSERT_TRUE(counters.ok()) << counters.status();
+  EXPECT_EQ(counters->calls_abandoned, 0u);
+  EXPECT_EQ(counters->abandoned_calls_running, 0u);
+  EXPECT_EQ(counters->reinit_attempts, 0u);
+  EXPECT_EQ(counters->relogins, 0u);
+  EXPECT_EQ(counters->waiting_for_session, 0u);
+}
+
 TEST_F(Pkcs11BackendTest, PoolExhaustionGivesResourceExhausted) {
   absl::StatusOr<std::unique_ptr<Backend>> small =
       NewPkcs11Backend(env_->BackendOptions(1));

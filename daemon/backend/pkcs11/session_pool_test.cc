@@ -4,10 +4,12 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "daemon/backend/pkcs11/module.h"
 #include "daemon/backend/pkcs11/token.h"
 #include "gmock/gmock.h"
@@ -40,7 +42,7 @@ class SessionPoolTest : public ::testing::Test {
   CK_FUNCTION_LIST* fns() { return (*module_)->fns(); }
 
   absl::StatusOr<std::unique_ptr<SessionPool>> NewPool(uint32_t size) {
-    return SessionPool::New(fns(), slot_, size);
+    return SessionPool::New(*module_, slot_, size);
   }
 
   static testing::SoftHsmEnv* env_;
@@ -235,6 +237,92 @@ TEST_F(SessionPoolTest, ConcurrentUsersNeverShareASession) {
   EXPECT_LE(max_concurrent.load(), 2);
   EXPECT_EQ((*pool)->in_use(), 0u);
   EXPECT_EQ((*pool)->open(), 2u);
+}
+
+TEST_F(SessionPoolTest, WaitersAreServedInArrivalOrder) {
+  absl::StatusOr<std::unique_ptr<SessionPool>> pool = NewPool(1);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  absl::StatusOr<SessionPool::Lease> held =
+      (*pool)->Acquire(absl::InfiniteFuture());
+  ASSERT_TRUE(held.ok());
+  constexpr int kWaiters = 6;
+  std::mutex mu;
+  std::vector<int> order;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kWaiters; ++i) {
+    threads.emplace_back([&, i] {
+      absl::StatusOr<SessionPool::Lease> lease =
+          (*pool)->Acquire(absl::InfiniteFuture());
+      ASSERT_TRUE(lease.ok()) << lease.status();
+      std::lock_guard<std::mutex> lock(mu);
+      order.push_back(i);
+    });
+    // Each one is in line before the next arrives.
+    while ((*pool)->waiting() != static_cast<uint32_t>(i + 1)) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  }
+  // A newcomer queues behind them (and times out), leaving the line intact.
+  EXPECT_EQ(
+      (*pool)->Acquire(absl::Now() + absl::Milliseconds(20)).status().code(),
+      absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ((*pool)->waiting(), static_cast<uint32_t>(kWaiters));
+  *held = SessionPool::Lease();
+  for (std::thread& thread : threads) thread.join();
+  std::vector<int> expected;
+  for (int i = 0; i < kWaiters; ++i) expected.push_back(i);
+  EXPECT_EQ(order, expected);
+  EXPECT_EQ((*pool)->waiting(), 0u);
+  EXPECT_EQ((*pool)->in_use(), 0u);
+}
+
+TEST_F(SessionPoolTest, ClosingWakesWaiters) {
+  absl::StatusOr<std::unique_ptr<SessionPool>> pool = NewPool(1);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  absl::StatusOr<SessionPool::Lease> held =
+      (*pool)->Acquire(absl::InfiniteFuture());
+  ASSERT_TRUE(held.ok());
+  absl::Status waiter_status;
+  std::thread waiter([&] {
+    waiter_status = (*pool)->Acquire(absl::InfiniteFuture()).status();
+  });
+  while ((*pool)->waiting() != 1) absl::SleepFor(absl::Milliseconds(1));
+  EXPECT_FALSE((*pool)->Close(absl::ZeroDuration()));
+  waiter.join();
+  EXPECT_EQ(waiter_status.code(), absl::StatusCode::kUnavailable);
+  *held = SessionPool::Lease();
+  EXPECT_EQ((*pool)->open(), 0u);
+}
+
+// Runs last: it re-initialises the module (SoftHSM renumbers slots then).
+TEST_F(SessionPoolTest, PoolOfAnOldGenerationNeverCallsTheModule) {
+  absl::StatusOr<std::unique_ptr<SessionPool>> pool = NewPool(2);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  absl::StatusOr<SessionPool::Lease> lease =
+      (*pool)->Acquire(absl::InfiniteFuture());
+  ASSERT_TRUE(lease.ok());
+  const uint64_t generation = (*module_)->generation();
+  ASSERT_TRUE((*module_)->Reinitialize(generation, absl::Seconds(5)).ok());
+  absl::StatusOr<CK_SLOT_ID> slot =
+      FindTokenSlot(**module_, env_->token_label(), "", std::nullopt);
+  ASSERT_TRUE(slot.ok()) << slot.status();
+  slot_ = *slot;
+  // New sessions of the new generation; the module may reuse the old
+  // handle numbers for them.
+  std::vector<CK_SESSION_HANDLE> fresh(4);
+  for (CK_SESSION_HANDLE& handle : fresh) {
+    ASSERT_EQ(fns()->C_OpenSession(slot_, CKF_SERIAL_SESSION, nullptr, nullptr,
+                                   &handle),
+              CKR_OK);
+  }
+  lease->Invalidate();
+  *lease = SessionPool::Lease();  // Broken: no replacement, no close.
+  pool->reset();                  // Closes nothing either.
+  for (CK_SESSION_HANDLE handle : fresh) {
+    CK_SESSION_INFO info;
+    EXPECT_EQ(fns()->C_GetSessionInfo(handle, &info), CKR_OK) << handle;
+    EXPECT_EQ(fns()->C_CloseSession(handle), CKR_OK);
+  }
 }
 
 }  // namespace

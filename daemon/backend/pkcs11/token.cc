@@ -63,20 +63,33 @@ absl::StatusOr<CK_SLOT_ID> FindTokenSlot(const Module& module,
       available.empty() ? "none" : absl::StrJoin(available, ", ")));
 }
 
+bool IsPinRejection(CK_RV rv) {
+  return rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID ||
+         rv == CKR_PIN_LEN_RANGE || rv == CKR_PIN_EXPIRED ||
+         rv == CKR_PIN_LOCKED;
+}
+
 absl::StatusOr<std::unique_ptr<Token>> Token::Open(
-    const Pkcs11BackendOptions& options) {
+    const std::string& backend_name, std::shared_ptr<Module> module,
+    const TokenSelector& selector, uint32_t pool_size) {
   std::unique_ptr<Token> token(new Token);
-  ASSIGN_OR_RETURN(token->module_,
-                   Module::Load(options.module_path, options.no_finalize));
-  std::optional<CK_SLOT_ID> wanted_slot;
-  if (options.slot_id.has_value()) wanted_slot = *options.slot_id;
+  token->module_ = std::move(module);
+  // Holds off a re-initialisation by another user of the module while the
+  // slot and sessions are looked up, and ties them to this generation.
+  const uint64_t generation = token->module_->generation();
+  Module::Use use = token->module_->Enter(generation);
+  if (!use.active()) {
+    return absl::UnavailableError(
+        absl::StrCat("PKCS#11 module ", token->module_->path(),
+                     " is not initialised or is being re-initialised"));
+  }
   ASSIGN_OR_RETURN(CK_SLOT_ID slot,
-                   FindTokenSlot(*token->module_, options.token_label,
-                                 options.token_serial, wanted_slot));
+                   FindTokenSlot(*token->module_, selector.label,
+                                 selector.serial, selector.slot_id));
   CK_FUNCTION_LIST* fns = token->module_->fns();
 
   TokenIdentity identity;
-  identity.backend_name = options.name;
+  identity.backend_name = backend_name;
   identity.module_info = token->module_->info();
   identity.slot_id = slot;
   CK_RV rv = fns->C_GetSlotInfo(slot, &identity.slot_info);
@@ -89,66 +102,91 @@ absl::StatusOr<std::unique_ptr<Token>> Token::Open(
   }
   identity.token_label =
       TrimPadded(identity.token_info.label, sizeof(identity.token_info.label));
-  const std::string context =
-      absl::StrCat("token \"", identity.token_label, "\" (slot ", slot, ")");
-  const bool login_required =
+  token->login_required_ =
       (identity.token_info.flags & CKF_LOGIN_REQUIRED) != 0;
   token->keys_ = std::make_unique<KeyStore>(fns, std::move(identity));
 
   absl::StatusOr<std::unique_ptr<SessionPool>> pool =
-      SessionPool::New(fns, slot, options.session_pool_size);
+      SessionPool::New(token->module_, slot, pool_size);
   if (!pool.ok()) {
-    return absl::Status(pool.status().code(),
-                        absl::StrCat(context, ": ", pool.status().message()));
+    return absl::Status(
+        pool.status().code(),
+        absl::StrCat(token->Describe(), ": ", pool.status().message()));
   }
   token->pool_ = *std::move(pool);
-
-  if (login_required) {
-    if (options.pin_source == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(context, " needs a login but no PIN source is set"));
-    }
-    absl::StatusOr<SecretString> pin = options.pin_source();
-    if (!pin.ok()) {
-      return absl::Status(pin.status().code(),
-                          absl::StrCat("reading the PIN for ", context, ": ",
-                                       pin.status().message()));
-    }
-    ASSIGN_OR_RETURN(SessionPool::Lease lease,
-                     token->pool_->Acquire(absl::InfiniteFuture()));
-    rv = fns->C_Login(
-        lease.handle(), CKU_USER,
-        reinterpret_cast<CK_UTF8CHAR*>(const_cast<char*>(pin->data())),
-        pin->size());
-    pin->Clear();
-    // Another user in this process (a second backend on the same token)
-    // may have logged in already: the login state is shared.
-    if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
-      return Pkcs11Error(rv, "C_Login", context);
-    }
-    absl::MutexLock lock(&token->mu_);
-    token->logged_in_ = true;
+  if ((*token->pool_).generation() != generation) {
+    return absl::UnavailableError(absl::StrCat(
+        "PKCS#11 module ", token->module_->path(), " was re-initialised while ",
+        token->Describe(), " was being opened"));
   }
-  token->module_->AddTokenUser(slot);
-  absl::MutexLock lock(&token->mu_);
+  token->module_->AddTokenUser(token->UserKey());
+  std::lock_guard<std::mutex> lock(token->mu_);
   token->counted_user_ = true;
   return token;
 }
 
+std::string Token::serial() const {
+  const CK_TOKEN_INFO& info = identity().token_info;
+  return TrimPadded(info.serialNumber, sizeof(info.serialNumber));
+}
+
+std::string Token::Describe() const {
+  return absl::StrCat("token \"", identity().token_label, "\" (slot ",
+                      slot_id(), ")");
+}
+
+TokenSelector Token::Selector() const {
+  TokenSelector selector;
+  selector.label = identity().token_label;
+  selector.serial = serial();
+  return selector;
+}
+
+std::string Token::UserKey() const {
+  return absl::StrCat(identity().token_label, "\n", serial());
+}
+
+absl::Status Token::LogIn(CK_SESSION_HANDLE session,
+                          const PinSource& pin_source) {
+  if (pin_source == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(Describe(), " needs a login but no PIN source is set"));
+  }
+  absl::StatusOr<SecretString> pin = pin_source();
+  if (!pin.ok()) {
+    return absl::Status(pin.status().code(),
+                        absl::StrCat("reading the PIN for ", Describe(), ": ",
+                                     pin.status().message()));
+  }
+  const CK_RV rv = fns()->C_Login(
+      session, CKU_USER,
+      reinterpret_cast<CK_UTF8CHAR*>(const_cast<char*>(pin->data())),
+      pin->size());
+  pin->Clear();
+  // Another user in this process (a second backend on the same token) may
+  // have logged in already: the login state is shared.
+  if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+    return Pkcs11Error(rv, "C_Login", Describe());
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  logged_in_ = true;
+  return absl::OkStatus();
+}
+
 bool Token::logged_in() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return logged_in_ && !closed_;
 }
 
 void Token::Close(absl::Duration grace) {
   bool log_out = false;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return;
     closed_ = true;
     if (counted_user_) {
       counted_user_ = false;
-      log_out = module_->RemoveTokenUser(slot_id()) == 0 && logged_in_;
+      log_out = module_->RemoveTokenUser(UserKey()) == 0 && logged_in_;
     }
     logged_in_ = false;
   }
@@ -157,6 +195,22 @@ void Token::Close(absl::Duration grace) {
   pool_->Close(grace, [&](CK_SESSION_HANDLE session) {
     if (log_out) fns->C_Logout(session);
   });
+}
+
+void Token::Abandon(bool close_sessions) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return;
+    closed_ = true;
+    if (counted_user_) {
+      counted_user_ = false;
+      module_->RemoveTokenUser(UserKey());
+    }
+    logged_in_ = false;
+  }
+  if (pool_ != nullptr) {
+    pool_->Close(absl::ZeroDuration(), nullptr, close_sessions);
+  }
 }
 
 Token::~Token() { Close(absl::Seconds(10)); }
