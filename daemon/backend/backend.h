@@ -55,6 +55,16 @@ class Backend {
   virtual absl::StatusOr<v1::DecryptResponse> Decrypt(
       const v1::DecryptRequest& request, const RequestContext& ctx) = 0;
 
+  // Symmetric encryption with an HSM-held key (SM4 on SDF devices). Backends
+  // without symmetric keys keep this default.
+  virtual absl::StatusOr<v1::EncryptResponse> Encrypt(
+      const v1::EncryptRequest& request, const RequestContext& ctx) {
+    (void)request;
+    (void)ctx;
+    return absl::InvalidArgumentError(
+        "backend " + name() + " holds no keys that can encrypt");
+  }
+
   virtual absl::StatusOr<std::string> GenerateRandom(
       uint32_t length, const RequestContext& ctx) = 0;
 
