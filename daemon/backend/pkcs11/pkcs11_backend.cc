@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -905,6 +906,13 @@ absl::StatusOr<std::vector<v1::Key>> Pkcs11Backend::ListKeys(
           if (!label->empty() && key->key.label() != *label) continue;
           result.push_back(key->key);
         }
+        // Token object order is arbitrary; a stable order makes listings
+        // comparable between runs.
+        std::sort(result.begin(), result.end(),
+                  [](const v1::Key& a, const v1::Key& b) {
+                    return std::tie(a.label(), a.key_id()) <
+                           std::tie(b.label(), b.key_id());
+                  });
         return result;
       });
 }
