@@ -18,6 +18,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/error_detail.h"
 #include "common/status_macros.h"
+#include "daemon/backend/backend_state.h"
+#include "daemon/backend/call_on_worker.h"
 #include "daemon/backend/pkcs11/ck_rv.h"
 #include "daemon/backend/pkcs11/key_store.h"
 #include "daemon/backend/pkcs11/keygen.h"
@@ -28,7 +30,7 @@
 #include "daemon/backend/pkcs11/spki.h"
 #include "daemon/backend/pkcs11/token.h"
 #include "daemon/backend/pkcs11/uri.h"
-#include "daemon/backend/pkcs11/worker_pool.h"
+#include "daemon/backend/worker_pool.h"
 #include "daemon/logging.h"
 
 namespace hsmd::backend {
@@ -51,8 +53,6 @@ constexpr int kGeneralErrorsForReinit = 3;
 // Upper bound of the duration options (waits beyond it are mistakes, and
 // std::chrono arithmetic overflows near infinity).
 constexpr absl::Duration kMaxOptionDuration = absl::Hours(24);
-// An abandoned call returning this long after its deadline is logged.
-constexpr absl::Duration kLongAbandonedCall = absl::Seconds(1);
 
 bool FailedIn(const absl::Status& status, absl::string_view function) {
   std::optional<v1::ErrorDetail> detail = GetErrorDetail(status);
@@ -69,91 +69,10 @@ bool NeedsReinit(CK_RV rv) {
   return pkcs11::IsDeviceFault(rv) || rv == CKR_SLOT_ID_INVALID;
 }
 
-absl::string_view StateName(v1::BackendState state) {
-  switch (state) {
-    case v1::BACKEND_STATE_STARTING:
-      return "STARTING";
-    case v1::BACKEND_STATE_READY:
-      return "READY";
-    case v1::BACKEND_STATE_DEGRADED:
-      return "DEGRADED";
-    case v1::BACKEND_STATE_REINITIALIZING:
-      return "REINITIALIZING";
-    case v1::BACKEND_STATE_FAILED:
-      return "FAILED";
-    default:
-      return "UNSPECIFIED";
-  }
-}
-
-// `value` for a call that may outlive the caller's frame (it runs on a
-// worker when the request has a deadline): a copy then, else a borrowed
-// pointer.
-template <typename T>
-std::shared_ptr<const T> Keep(const T& value, bool copy) {
-  if (copy) return std::make_shared<const T>(value);
-  return std::shared_ptr<const T>(std::shared_ptr<const T>(), &value);
-}
-
 // What a request does with one borrowed session. Runs at most twice per
 // session (again after a re-login).
 template <typename T>
 using SessionFn = std::function<absl::StatusOr<T>(Token&, CK_SESSION_HANDLE)>;
-
-// A request's attempt handed to a worker. The request waits until its
-// deadline; if it gives up first, the call is "abandoned": it goes on, and
-// the worker returns (or, if it failed, replaces) the session when it ends.
-class PendingCallBase {
- public:
-  bool abandoned() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return abandoned_;
-  }
-
- protected:
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
-  bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
-};
-
-template <typename T>
-class PendingCall final : public PendingCallBase {
- public:
-  // False when `deadline` passed first; the call is then abandoned and
-  // counted in `abandoned_running` (under the lock, so that Finish's caller
-  // never uncounts it first).
-  bool Wait(absl::Time deadline, std::atomic<uint64_t>& abandoned_running) {
-    std::unique_lock<std::mutex> lock(mu_);
-    auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_; };
-    if (!cv_.wait_until(lock, absl::ToChronoTime(deadline), done)) {
-      abandoned_ = true;
-      abandoned_running.fetch_add(1);
-      return false;
-    }
-    return true;
-  }
-
-  // Stores the outcome; true if the request had given up on it.
-  bool Finish(absl::StatusOr<T> result, bool retry) {
-    std::lock_guard<std::mutex> lock(mu_);
-    result_ = std::move(result);
-    retry_ = retry;
-    done_ = true;
-    cv_.notify_all();
-    return abandoned_;
-  }
-
-  absl::StatusOr<T> TakeResult(bool& retry) {
-    std::lock_guard<std::mutex> lock(mu_);
-    retry = retry_;
-    return *std::move(result_);
-  }
-
- private:
-  std::optional<absl::StatusOr<T>> result_ ABSL_GUARDED_BY(mu_);
-  bool retry_ ABSL_GUARDED_BY(mu_) = false;
-};
 
 // Static facts about the token, kept for GetStatus while no token is open.
 struct TokenFacts {
@@ -191,14 +110,49 @@ TokenFacts FactsOf(const Token& token) {
 //                           re-initialises the module with backoff
 //   REINITIALIZING → READY  recovered
 //   any → FAILED            the PIN was rejected (never retried) or shut down
+BackendStateOptions StateOptions(const Pkcs11BackendOptions& options) {
+  BackendStateOptions out;
+  out.name = options.name;
+  out.error_subject = absl::StrCat("HSM backend \"", options.name, "\"");
+  out.just_recovered = " has just re-opened its token; retry";
+  out.recovering_prefix = "re-initialising after ";
+  out.attempt_failed_message = "re-initialisation attempt failed";
+  out.degraded_hold = options.degraded_hold;
+  out.backoff_initial = options.reinit_backoff_initial;
+  out.backoff_max = options.reinit_backoff_max;
+  return out;
+}
+
+// Everything the request threads, the workers and the recovery thread
+// share; the state machine itself is BackendState (see backend_state.h).
+// Workers hold it by shared_ptr, so a call still stuck in the module after
+// Shutdown never touches freed state. Extra here: the PIN (never retried
+// after a rejection) and the CKR_GENERAL_ERROR streak.
 class Core : public std::enable_shared_from_this<Core> {
  public:
   Core(Pkcs11BackendOptions options, std::shared_ptr<Module> module)
-      : options_(std::move(options)), module_(std::move(module)) {}
+      : options_(std::move(options)),
+        calls_(options_.name, "HSM"),
+        module_(std::move(module)),
+        state_(
+            StateOptions(options_),
+            [this](std::shared_ptr<Token> old) {
+              return ReinitializeOnce(std::move(old));
+            },
+            [this](const Token& token) {
+              std::lock_guard<std::mutex> lock(facts_mu_);
+              facts_ = FactsOf(token);
+            }) {}
 
   const Pkcs11BackendOptions& options() const { return options_; }
   const std::string& name() const { return options_.name; }
   std::mutex& admin_mu() { return admin_mu_; }
+  BackendState<Token>& state() { return state_; }
+  const BackendState<Token>& state() const { return state_; }
+  // Shares the Core's lifetime (workers may outlive the backend).
+  std::shared_ptr<AbandonedCalls> calls() {
+    return std::shared_ptr<AbandonedCalls>(shared_from_this(), &calls_);
+  }
 
   // Logs in on `session` (the PIN read from options.pin_source and wiped
   // after), serialised with every other login. With `seen_epoch`, skipped if
@@ -209,12 +163,13 @@ class Core : public std::enable_shared_from_this<Core> {
   uint64_t login_epoch() const { return login_epoch_.load(); }
 
   // Makes `token` current and the backend READY.
-  void Start(std::shared_ptr<Token> token);
-
-  // The current token if requests may be served, else the UNAVAILABLE error
-  // explaining why.
-  absl::StatusOr<std::shared_ptr<Token>> ServingToken() const;
-  absl::Status NotServingError() const;
+  void Start(std::shared_ptr<Token> token) {
+    {
+      std::lock_guard<std::mutex> lock(module_mu_);
+      reopen_selector_ = token->Selector();
+    }
+    state_.Start(std::move(token));
+  }
 
   // One attempt of a request on one borrowed session: opens the session if
   // needed, runs `fn` (again once after a re-login, for idempotent
@@ -228,94 +183,61 @@ class Core : public std::enable_shared_from_this<Core> {
                                bool idempotent, bool& retry,
                                const PendingCallBase* call);
 
-  // Abandoned calls: the running count goes up in PendingCall::Wait.
-  std::atomic<uint64_t>& abandoned_running() { return abandoned_running_; }
-  void CallAbandoned();
-  // `late`: how long after the request's deadline the call returned.
-  void AbandonedCallEnded(absl::Duration late);
-
-  // The recovery thread: re-initialisations and the DEGRADED → READY timer.
-  void RecoveryLoop();
-
-  // Stops the recovery loop, marks the backend FAILED "shut down" and
-  // returns the token to close (null if already shut down).
-  std::shared_ptr<Token> BeginShutdown(bool& first);
   void ReleaseModule();
 
   v1::BackendStatus GetStatus() const;
-  bool IsServing() const;
   Pkcs11BackendCounters Counters() const;
 
  private:
-  bool ServingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return token_ != nullptr && (state_ == v1::BACKEND_STATE_READY ||
-                                 state_ == v1::BACKEND_STATE_DEGRADED);
-  }
-  absl::Status NotServingErrorLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Changes state, logging every change of state.
-  void SetStateLocked(v1::BackendState state, std::string reason)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Observe(const std::shared_ptr<Token>& token, SessionPool::Lease& lease,
                const absl::Status& status, bool idempotent, bool& retry);
-  void NoteTrouble(const absl::Status& status);
   void NoteGeneralError(const std::shared_ptr<Token>& token,
                         CK_SESSION_HANDLE session, const absl::Status& status);
   void ClearGeneralErrors();
-  // Starts a re-initialisation if `token` is still the current one.
-  void RequestReinit(const std::shared_ptr<Token>& token,
-                     const absl::Status& cause);
-  void RequestReinitLocked(const absl::Status& cause)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailForPin(const absl::Status& cause);
-  void Recover();
+  // The recovery: drops `old` and re-initialises the module.
   absl::StatusOr<std::shared_ptr<Token>> ReinitializeOnce(
-      uint64_t& seen_generation);
+      std::shared_ptr<Token> old);
 
   const Pkcs11BackendOptions options_;
+  AbandonedCalls calls_;
 
   // Serialises GenerateKey / DeleteKey (label uniqueness checks).
   std::mutex admin_mu_;
 
-  std::mutex login_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  std::mutex login_mu_;
   std::atomic<uint64_t> login_epoch_{0};
   bool pin_rejected_ ABSL_GUARDED_BY(login_mu_) = false;
-
-  std::atomic<bool> general_errors_pending_{false};
-  std::atomic<uint64_t> calls_abandoned_{0};
-  std::atomic<uint64_t> abandoned_running_{0};
   std::atomic<uint64_t> relogins_{0};
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;  // Wakes the recovery thread.
-  std::shared_ptr<Module> module_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<Token> token_ ABSL_GUARDED_BY(mu_);
+  // CKR_GENERAL_ERROR streak: count and the sessions it hit, on `token`
+  // (a streak on an older token is over).
+  std::atomic<bool> general_errors_pending_{false};
+  std::mutex general_mu_;
+  std::weak_ptr<Token> general_error_token_ ABSL_GUARDED_BY(general_mu_);
+  int general_errors_ ABSL_GUARDED_BY(general_mu_) = 0;
+  std::vector<CK_SESSION_HANDLE> general_error_sessions_
+      ABSL_GUARDED_BY(general_mu_);
+
+  mutable std::mutex module_mu_;
+  std::shared_ptr<Module> module_ ABSL_GUARDED_BY(module_mu_);
   // How to find the token again: by label and serial, never by slot id.
-  pkcs11::TokenSelector reopen_selector_ ABSL_GUARDED_BY(mu_);
-  TokenFacts facts_ ABSL_GUARDED_BY(mu_);
-  v1::BackendState state_ ABSL_GUARDED_BY(mu_) = v1::BACKEND_STATE_STARTING;
-  std::string state_reason_ ABSL_GUARDED_BY(mu_);
-  absl::Time degraded_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  // What started the current re-initialisation, e.g. "CKR_DEVICE_REMOVED",
-  // and its error detail for the requests refused meanwhile.
-  std::string reinit_cause_ ABSL_GUARDED_BY(mu_);
-  std::optional<v1::ErrorDetail> reinit_detail_ ABSL_GUARDED_BY(mu_);
-  int reinit_attempt_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time reinit_started_ ABSL_GUARDED_BY(mu_);
-  uint64_t reinit_attempts_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t reinitializations_ ABSL_GUARDED_BY(mu_) = 0;
-  // Why the backend FAILED (PIN rejection), with its error detail.
-  absl::Status failure_ ABSL_GUARDED_BY(mu_);
-  // CKR_GENERAL_ERROR streak: count and the sessions it hit.
-  int general_errors_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<CK_SESSION_HANDLE> general_error_sessions_ ABSL_GUARDED_BY(mu_);
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  pkcs11::TokenSelector reopen_selector_ ABSL_GUARDED_BY(module_mu_);
+  // The module generation the recovery thread last saw (its own).
+  std::optional<uint64_t> seen_generation_;
+
+  // Kept for GetStatus while no token is open.
+  mutable std::mutex facts_mu_;
+  TokenFacts facts_ ABSL_GUARDED_BY(facts_mu_);
+
+  // Last: its callbacks use the members above.
+  BackendState<Token> state_;
 };
 
 absl::Status Core::LogIn(Token& token, CK_SESSION_HANDLE session,
                          std::optional<uint64_t> seen_epoch) {
   std::lock_guard<std::mutex> login(login_mu_);
-  if (pin_rejected_) return NotServingError();
+  if (pin_rejected_) return state_.NotServingError();
   if (seen_epoch.has_value() && *seen_epoch != login_epoch_.load()) {
     return absl::OkStatus();  // Someone logged in meanwhile.
   }
@@ -338,91 +260,16 @@ absl::Status Core::LogIn(Token& token, CK_SESSION_HANDLE session,
 }
 
 void Core::FailForPin(const absl::Status& cause) {
-  std::lock_guard<std::mutex> lock(mu_);
-  failure_ = cause;
   // At start-up NewPkcs11Backend reports the error itself.
-  if (shut_down_ || state_ == v1::BACKEND_STATE_STARTING) return;
-  SetStateLocked(v1::BACKEND_STATE_FAILED,
-                 absl::StrCat("the user PIN was rejected: ", cause.message(),
-                              "; hsmd will not log in again: fix the PIN and "
-                              "restart hsmd"));
-}
-
-void Core::Start(std::shared_ptr<Token> token) {
-  std::lock_guard<std::mutex> lock(mu_);
-  facts_ = FactsOf(*token);
-  reopen_selector_ = token->Selector();
-  token_ = std::move(token);
-  SetStateLocked(v1::BACKEND_STATE_READY, "");
-}
-
-void Core::SetStateLocked(v1::BackendState state, std::string reason) {
-  const v1::BackendState old = state_;
-  state_ = state;
-  state_reason_ = std::move(reason);
-  cv_.notify_all();
-  if (old == state) return;
-  log::Level level = log::Level::kInfo;
-  if (state == v1::BACKEND_STATE_DEGRADED ||
-      state == v1::BACKEND_STATE_REINITIALIZING) {
-    level = log::Level::kWarning;
-  } else if (state == v1::BACKEND_STATE_FAILED && !shut_down_) {
-    level = log::Level::kError;
-  }
-  log::Log(level, "backend state changed",
-           {{"backend", name()},
-            {"from", StateName(old)},
-            {"to", StateName(state)},
-            {"reason", state_reason_}});
-}
-
-absl::StatusOr<std::shared_ptr<Token>> Core::ServingToken() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (ServingLocked()) return token_;
-  return NotServingErrorLocked();
-}
-
-absl::Status Core::NotServingError() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return NotServingErrorLocked();
-}
-
-absl::Status Core::NotServingErrorLocked() const {
-  const std::string backend = absl::StrCat("HSM backend \"", name(), "\"");
-  absl::Status status;
-  std::optional<v1::ErrorDetail> detail;
-  if (state_ == v1::BACKEND_STATE_REINITIALIZING) {
-    status = absl::UnavailableError(
-        absl::StrCat(backend, " is re-initialising after ", reinit_cause_,
-                     " (attempt ", std::max(reinit_attempt_, 1), ")"));
-    detail = reinit_detail_;
-  } else if (state_ == v1::BACKEND_STATE_FAILED && !failure_.ok()) {
-    status = absl::UnavailableError(
-        absl::StrCat(backend, " failed: ", state_reason_));
-    detail = GetErrorDetail(failure_);
-  } else if (ServingLocked()) {
-    // Raced with a recovery that has just finished: try again.
-    status = absl::UnavailableError(
-        absl::StrCat(backend, " has just re-opened its token; retry"));
-  } else {
-    status = absl::UnavailableError(
-        absl::StrCat(backend, " is not serving",
-                     state_reason_.empty() ? "" : ": ", state_reason_));
-  }
-  if (detail.has_value()) SetErrorDetail(status, *detail);
-  return status;
-}
-
-void Core::NoteTrouble(const absl::Status& status) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!ServingLocked()) return;
-  degraded_until_ = absl::Now() + options_.degraded_hold;
-  SetStateLocked(v1::BACKEND_STATE_DEGRADED, std::string(status.message()));
+  state_.Fail(cause,
+              absl::StrCat("the user PIN was rejected: ", cause.message(),
+                           "; hsmd will not log in again: fix the PIN and "
+                           "restart hsmd"));
 }
 
 void Core::ClearGeneralErrors() {
   if (!general_errors_pending_.load(std::memory_order_relaxed)) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(general_mu_);
   general_errors_ = 0;
   general_error_sessions_.clear();
   general_errors_pending_.store(false, std::memory_order_relaxed);
@@ -431,57 +278,41 @@ void Core::ClearGeneralErrors() {
 void Core::NoteGeneralError(const std::shared_ptr<Token>& token,
                             CK_SESSION_HANDLE session,
                             const absl::Status& status) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (token != token_ || !ServingLocked()) return;
-  general_errors_pending_.store(true, std::memory_order_relaxed);
-  ++general_errors_;
-  if (std::find(general_error_sessions_.begin(), general_error_sessions_.end(),
-                session) == general_error_sessions_.end()) {
-    general_error_sessions_.push_back(session);
-  }
-  const size_t sessions_needed =
-      std::min<size_t>(kGeneralErrorsForReinit, token->pool().size());
-  if (general_errors_ >= kGeneralErrorsForReinit &&
-      general_error_sessions_.size() >= sessions_needed) {
-    RequestReinitLocked(absl::Status(
-        status.code(),
-        absl::StrCat(kGeneralErrorsForReinit,
-                     " CKR_GENERAL_ERROR in a row: ", status.message())));
-    // Refused requests name the code and carry the last one's detail.
-    std::optional<v1::ErrorDetail> detail = GetErrorDetail(status);
-    reinit_cause_ = absl::StrCat("repeated CKR_GENERAL_ERROR");
-    if (detail.has_value()) {
-      absl::StrAppend(&reinit_cause_, " in ", detail->backend_function());
+  if (!state_.IsCurrentAndServing(token)) return;
+  {
+    std::lock_guard<std::mutex> lock(general_mu_);
+    if (general_error_token_.lock() != token) {
+      general_error_token_ = token;
+      general_errors_ = 0;
+      general_error_sessions_.clear();
     }
-    reinit_detail_ = detail;
-  }
-}
-
-void Core::RequestReinit(const std::shared_ptr<Token>& token,
-                         const absl::Status& cause) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (token != token_) return;  // An older token: handled already.
-  RequestReinitLocked(cause);
-}
-
-void Core::RequestReinitLocked(const absl::Status& cause) {
-  if (!ServingLocked()) return;
-  std::optional<v1::ErrorDetail> detail = GetErrorDetail(cause);
-  if (detail.has_value() && !detail->backend_code_name().empty()) {
-    reinit_cause_ = detail->backend_code_name();
-    if (!detail->backend_function().empty()) {
-      absl::StrAppend(&reinit_cause_, " in ", detail->backend_function());
+    general_errors_pending_.store(true, std::memory_order_relaxed);
+    ++general_errors_;
+    if (std::find(general_error_sessions_.begin(),
+                  general_error_sessions_.end(),
+                  session) == general_error_sessions_.end()) {
+      general_error_sessions_.push_back(session);
     }
-  } else {
-    reinit_cause_ = std::string(cause.message());
+    const size_t sessions_needed =
+        std::min<size_t>(kGeneralErrorsForReinit, token->pool().size());
+    if (general_errors_ < kGeneralErrorsForReinit ||
+        general_error_sessions_.size() < sessions_needed) {
+      return;
+    }
+    general_errors_ = 0;
+    general_error_sessions_.clear();
   }
-  reinit_detail_ = detail;
-  reinit_attempt_ = 0;
-  reinit_started_ = absl::Now();
-  general_errors_ = 0;
-  general_error_sessions_.clear();
-  SetStateLocked(v1::BACKEND_STATE_REINITIALIZING,
-                 absl::StrCat("re-initialising after ", cause.message()));
+  // Refused requests name the code and carry the last one's detail.
+  std::optional<v1::ErrorDetail> detail = GetErrorDetail(status);
+  std::string cause = "repeated CKR_GENERAL_ERROR";
+  if (detail.has_value()) {
+    absl::StrAppend(&cause, " in ", detail->backend_function());
+  }
+  state_.RequestReinit(
+      token,
+      absl::StrCat(kGeneralErrorsForReinit,
+                   " CKR_GENERAL_ERROR in a row: ", status.message()),
+      std::move(cause), std::move(detail));
 }
 
 void Core::Observe(const std::shared_ptr<Token>& token,
@@ -496,12 +327,12 @@ void Core::Observe(const std::shared_ptr<Token>& token,
   if (NeedsReinit(*rv)) {
     // Not replaced: the recovery drops the whole pool, and opening a
     // session on a failing device would only add calls into it.
-    RequestReinit(token, status);
+    state_.RequestReinit(token, status);
     return;
   }
   if (pkcs11::IsBrokenSession(*rv)) {
     lease.Invalidate();
-    NoteTrouble(status);
+    state_.NoteTrouble(status);
     retry = idempotent;
     return;
   }
@@ -524,9 +355,9 @@ absl::StatusOr<T> Core::RunAttempt(const std::shared_ptr<Token>& token,
     // sessions, by our recovery or another backend on the same module. No
     // call now: the recovery drops the whole pool.
     lease.Release();
-    RequestReinit(
+    state_.RequestReinit(
         token, absl::UnavailableError("the PKCS#11 module was re-initialised"));
-    return NotServingError();
+    return state_.NotServingError();
   }
   absl::StatusOr<T> result = [&]() -> absl::StatusOr<T> {
     RETURN_IF_ERROR(lease.EnsureOpen());
@@ -542,7 +373,7 @@ absl::StatusOr<T> Core::RunAttempt(const std::shared_ptr<Token>& token,
     if (!login.ok()) {
       std::optional<CK_RV> rv = GetCkRv(login);
       if (rv.has_value() && pkcs11::IsPinRejection(*rv)) {
-        return NotServingError();
+        return state_.NotServingError();
       }
       return login;
     }
@@ -557,120 +388,27 @@ absl::StatusOr<T> Core::RunAttempt(const std::shared_ptr<Token>& token,
   return result;
 }
 
-void Core::CallAbandoned() { calls_abandoned_.fetch_add(1); }
-
-void Core::AbandonedCallEnded(absl::Duration late) {
-  abandoned_running_.fetch_sub(1);
-  // Overload ends many calls a little late (the service logs those
-  // requests); a call that hung is worth a line of its own.
-  if (late >= kLongAbandonedCall) {
-    log::Warning(
-        "HSM call returned long after its request gave up",
-        {{"backend", name()}, {"late_ms", absl::ToInt64Milliseconds(late)}});
-  }
-}
-
-void Core::RecoveryLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!stop_) {
-    if (state_ == v1::BACKEND_STATE_REINITIALIZING) {
-      lock.unlock();
-      Recover();
-      lock.lock();
-      continue;
-    }
-    if (state_ == v1::BACKEND_STATE_DEGRADED) {
-      if (absl::Now() >= degraded_until_) {
-        SetStateLocked(v1::BACKEND_STATE_READY, "");
-        continue;
-      }
-      cv_.wait_until(lock, absl::ToChronoTime(degraded_until_));
-      continue;
-    }
-    cv_.wait(lock);
-  }
-}
-
-void Core::Recover() {
-  absl::Duration backoff = options_.reinit_backoff_initial;
-  uint64_t seen_generation;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (module_ == nullptr) return;  // Shut down.
-    seen_generation =
-        token_ != nullptr ? token_->generation() : module_->generation();
-  }
-  std::string last_error;
-  for (int attempt = 1;; ++attempt) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_ || state_ != v1::BACKEND_STATE_REINITIALIZING) return;
-      reinit_attempt_ = attempt;
-      ++reinit_attempts_;
-      std::string reason = absl::StrCat("re-initialising after ", reinit_cause_,
-                                        " (attempt ", attempt);
-      if (!last_error.empty()) absl::StrAppend(&reason, "; ", last_error);
-      SetStateLocked(v1::BACKEND_STATE_REINITIALIZING,
-                     absl::StrCat(reason, ")"));
-    }
-    absl::StatusOr<std::shared_ptr<Token>> token =
-        ReinitializeOnce(seen_generation);
-    std::shared_ptr<Token> unused;  // Closed outside the lock.
-    std::unique_lock<std::mutex> lock(mu_);
-    if (stop_ || state_ != v1::BACKEND_STATE_REINITIALIZING) {
-      if (token.ok()) unused = *std::move(token);
-      lock.unlock();
-      return;
-    }
-    if (token.ok()) {
-      token_ = *std::move(token);
-      facts_ = FactsOf(*token_);
-      ++reinitializations_;
-      general_errors_ = 0;
-      general_error_sessions_.clear();
-      const absl::Duration took = absl::Now() - reinit_started_;
-      SetStateLocked(v1::BACKEND_STATE_READY, "");
-      log::Info("backend recovered",
-                {{"backend", name()},
-                 {"after", reinit_cause_},
-                 {"attempts", attempt},
-                 {"took_ms", absl::ToInt64Milliseconds(took)}});
-      return;
-    }
-    last_error = absl::StrCat("attempt ", attempt,
-                              " failed: ", token.status().message());
-    log::Warning("re-initialisation attempt failed",
-                 {{"backend", name()},
-                  {"attempt", attempt},
-                  {"error", token.status().message()},
-                  {"retry_in_ms", absl::ToInt64Milliseconds(backoff)}});
-    cv_.wait_for(lock, absl::ToChronoNanoseconds(backoff),
-                 [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; });
-    backoff = std::min(backoff * 2, options_.reinit_backoff_max);
-  }
-}
-
 absl::StatusOr<std::shared_ptr<Token>> Core::ReinitializeOnce(
-    uint64_t& seen_generation) {
-  std::shared_ptr<Token> old;
+    std::shared_ptr<Token> old) {
   std::shared_ptr<Module> module;
   pkcs11::TokenSelector selector;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    old = std::move(token_);
+    std::lock_guard<std::mutex> lock(module_mu_);
     module = module_;
     selector = reopen_selector_;
   }
   if (module == nullptr) return absl::UnavailableError("shut down");
   if (old != nullptr) {
+    seen_generation_ = old->generation();
     // Requests still holding it finish on their own; its sessions are
     // closed only if the module will not be finalized (which ends them).
     old->Abandon(/*close_sessions=*/module->no_finalize());
     old.reset();
   }
+  if (!seen_generation_.has_value()) seen_generation_ = module->generation();
   ASSIGN_OR_RETURN(
-      seen_generation,
-      module->Reinitialize(seen_generation, options_.reinit_drain_timeout));
+      seen_generation_,
+      module->Reinitialize(*seen_generation_, options_.reinit_drain_timeout));
   ASSIGN_OR_RETURN(
       std::unique_ptr<Token> token,
       Token::Open(name(), module, selector, options_.session_pool_size));
@@ -688,60 +426,48 @@ absl::StatusOr<std::shared_ptr<Token>> Core::ReinitializeOnce(
   return std::shared_ptr<Token>(std::move(token));
 }
 
-std::shared_ptr<Token> Core::BeginShutdown(bool& first) {
-  std::lock_guard<std::mutex> lock(mu_);
-  first = !shut_down_;
-  if (shut_down_) return nullptr;
-  shut_down_ = true;
-  stop_ = true;
-  SetStateLocked(v1::BACKEND_STATE_FAILED, "shut down");
-  return std::move(token_);
-}
-
 void Core::ReleaseModule() {
   std::shared_ptr<Module> module;
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(module_mu_);
   module = std::move(module_);
 }
 
 v1::BackendStatus Core::GetStatus() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  BackendState<Token>::Snapshot now = state_.snapshot();
   v1::BackendStatus status;
   status.set_name(options_.name);
   status.set_kind(std::string(pkcs11::kBackendKind));
   status.set_module_path(options_.module_path);
-  status.set_state(state_);
-  status.set_state_reason(state_reason_);
-  status.set_reinitializations(reinitializations_);
-  status.set_library_description(facts_.library_description);
-  status.set_token_label(facts_.label);
-  status.set_token_serial(facts_.serial);
-  status.set_token_manufacturer(facts_.manufacturer);
-  status.set_token_model(facts_.model);
-  status.set_slot_id(facts_.slot_id);
-  if (ServingLocked()) {
-    status.set_logged_in(token_->logged_in());
-    status.set_sessions_in_use(token_->pool().in_use());
-    status.set_sessions_total(token_->pool().open());
+  status.set_state(now.state);
+  status.set_state_reason(now.reason);
+  status.set_reinitializations(now.reinitializations);
+  {
+    std::lock_guard<std::mutex> lock(facts_mu_);
+    status.set_library_description(facts_.library_description);
+    status.set_token_label(facts_.label);
+    status.set_token_serial(facts_.serial);
+    status.set_token_manufacturer(facts_.manufacturer);
+    status.set_token_model(facts_.model);
+    status.set_slot_id(facts_.slot_id);
+  }
+  if (now.serving) {
+    status.set_logged_in(now.current->logged_in());
+    status.set_sessions_in_use(now.current->pool().in_use());
+    status.set_sessions_total(now.current->pool().open());
   }
   return status;
 }
 
-bool Core::IsServing() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return ServingLocked();
-}
-
 Pkcs11BackendCounters Core::Counters() const {
   Pkcs11BackendCounters counters;
-  counters.calls_abandoned = calls_abandoned_.load();
-  counters.abandoned_calls_running = abandoned_running_.load();
+  counters.calls_abandoned = calls_.abandoned();
+  counters.abandoned_calls_running = calls_.running();
   counters.relogins = relogins_.load();
-  std::lock_guard<std::mutex> lock(mu_);
-  counters.reinit_attempts = reinit_attempts_;
-  if (token_ != nullptr) {
-    counters.sessions_replaced = token_->pool().replaced();
-    counters.waiting_for_session = token_->pool().waiting();
+  BackendState<Token>::Snapshot now = state_.snapshot();
+  counters.reinit_attempts = now.reinit_attempts;
+  if (now.current != nullptr) {
+    counters.sessions_replaced = now.current->pool().replaced();
+    counters.waiting_for_session = now.current->pool().waiting();
   }
   return counters;
 }
@@ -755,7 +481,7 @@ class Pkcs11Backend final : public Backend {
         // request (each also holds a session of an older pool).
         workers_(2 * static_cast<size_t>(core_->options().session_pool_size) +
                  2) {
-    recovery_ = std::thread([core = core_] { core->RecoveryLoop(); });
+    recovery_ = std::thread([core = core_] { core->state().RecoveryLoop(); });
   }
   ~Pkcs11Backend() override { Shutdown(); }
 
@@ -777,7 +503,7 @@ class Pkcs11Backend final : public Backend {
   absl::StatusOr<uint32_t> DeleteKey(const v1::KeyRef& ref,
                                      const RequestContext& ctx) override;
   v1::BackendStatus GetStatus() const override { return core_->GetStatus(); }
-  bool IsServing() const override { return core_->IsServing(); }
+  bool IsServing() const override { return core_->state().IsServing(); }
   void Shutdown() override;
 
   Pkcs11BackendCounters Counters() const {
@@ -813,7 +539,7 @@ class Pkcs11Backend final : public Backend {
 
   const std::shared_ptr<Core> core_;
   const std::string kind_;
-  pkcs11::WorkerPool workers_;
+  WorkerPool workers_;
   std::mutex shutdown_mu_;
   std::thread recovery_ ABSL_GUARDED_BY(shutdown_mu_);
 };
@@ -826,7 +552,7 @@ absl::StatusOr<T> Pkcs11Backend::WithSession(const RequestContext& ctx,
       idempotent ? core_->options().session_pool_size + 1 : 1;
   auto shared_fn = std::make_shared<SessionFn<T>>(std::move(fn));
   for (uint32_t attempt = 0;; ++attempt) {
-    ASSIGN_OR_RETURN(std::shared_ptr<Token> token, core_->ServingToken());
+    ASSIGN_OR_RETURN(std::shared_ptr<Token> token, core_->state().Serving());
     if (absl::Now() >= ctx.deadline) {
       return absl::DeadlineExceededError(
           "the request's deadline passed before the HSM was called");
@@ -841,8 +567,10 @@ absl::StatusOr<T> Pkcs11Backend::WithSession(const RequestContext& ctx,
     if (!lease.ok()) {
       // The pool was closed under us: the token is being replaced.
       if (absl::IsUnavailable(lease.status())) {
-        if (core_->IsServing() && attempt + 1 < max_attempts) continue;
-        return core_->NotServingError();
+        if (core_->state().IsServing() && attempt + 1 < max_attempts) {
+          continue;
+        }
+        return core_->state().NotServingError();
       }
       return lease.status();
     }
@@ -863,25 +591,15 @@ absl::StatusOr<T> Pkcs11Backend::RunOnWorker(const RequestContext& ctx,
                                              SessionPool::Lease lease,
                                              std::shared_ptr<SessionFn<T>> fn,
                                              bool idempotent, bool& retry) {
-  auto call = std::make_shared<PendingCall<T>>();
-  workers_.Submit([core = core_, token = std::move(token),
-                   lease = std::move(lease), fn = std::move(fn), idempotent,
-                   call, deadline = ctx.deadline]() mutable {
-    bool retry_later = false;
-    absl::StatusOr<T> result = core->RunAttempt<T>(
-        token, lease, *fn, idempotent, retry_later, call.get());
-    token.reset();
-    if (call->Finish(std::move(result), retry_later)) {
-      core->AbandonedCallEnded(absl::Now() - deadline);
-    }
-  });
-  if (!call->Wait(ctx.deadline, core_->abandoned_running())) {
-    core_->CallAbandoned();
-    return absl::DeadlineExceededError(
-        "the HSM call did not finish before the request's deadline (the "
-        "session stays out of the pool until the call returns)");
-  }
-  return call->TakeResult(retry);
+  return backend::RunOnWorker<T>(
+      workers_, core_->calls(), ctx.deadline,
+      [core = core_, token = std::move(token), lease = std::move(lease),
+       fn = std::move(fn),
+       idempotent](const PendingCallBase* call, bool& retry_later) mutable {
+        return core->RunAttempt<T>(token, lease, *fn, idempotent, retry_later,
+                                   call);
+      },
+      retry);
 }
 
 absl::StatusOr<std::vector<v1::Key>> Pkcs11Backend::ListKeys(
@@ -1183,7 +901,7 @@ absl::StatusOr<uint32_t> Pkcs11Backend::DeleteKey(const v1::KeyRef& ref,
 void Pkcs11Backend::Shutdown() {
   std::lock_guard<std::mutex> lock(shutdown_mu_);
   bool first = false;
-  std::shared_ptr<Token> token = core_->BeginShutdown(first);
+  std::shared_ptr<Token> token = core_->state().BeginShutdown(first);
   if (!first) return;
   if (recovery_.joinable()) recovery_.join();
   // C_Logout and the session closes happen here; C_Finalize when the last
@@ -1200,7 +918,7 @@ void Pkcs11Backend::Shutdown() {
 
 absl::StatusOr<std::pair<std::shared_ptr<Token>, SessionPool::Lease>>
 Pkcs11Backend::HoldSession(absl::Time deadline) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Token> token, core_->ServingToken());
+  ASSIGN_OR_RETURN(std::shared_ptr<Token> token, core_->state().Serving());
   ASSIGN_OR_RETURN(SessionPool::Lease lease, token->pool().Acquire(deadline));
   RETURN_IF_ERROR(lease.EnsureOpen());
   return std::make_pair(std::move(token), std::move(lease));

@@ -16,6 +16,8 @@
 #include "absl/strings/str_join.h"
 #include "common/error_detail.h"
 #include "common/status_macros.h"
+#include "daemon/backend/backend_state.h"
+#include "daemon/backend/call_on_worker.h"
 #include "daemon/backend/sdf/device.h"
 #include "daemon/backend/sdf/key_table.h"
 #include "daemon/backend/sdf/library.h"
@@ -23,7 +25,7 @@
 #include "daemon/backend/sdf/sdr.h"
 #include "daemon/backend/sdf/session_pool.h"
 #include "daemon/backend/sdf/uri.h"
-#include "daemon/backend/sdf/worker_pool.h"
+#include "daemon/backend/worker_pool.h"
 #include "daemon/logging.h"
 
 namespace hsmd::backend {
@@ -42,8 +44,6 @@ constexpr absl::Duration kShutdownGrace = absl::Seconds(10);
 // Upper bound of the duration options (waits beyond it are mistakes, and
 // std::chrono arithmetic overflows near infinity).
 constexpr absl::Duration kMaxOptionDuration = absl::Hours(24);
-// An abandoned call returning this long after its deadline is logged.
-constexpr absl::Duration kLongAbandonedCall = absl::Seconds(1);
 
 sdf::KeyUsage ToUsage(SdfKeyUsage usage) {
   switch (usage) {
@@ -67,90 +67,10 @@ bool FailedIn(const absl::Status& status, absl::string_view function) {
   return detail.has_value() && detail->backend_function() == function;
 }
 
-absl::string_view StateName(v1::BackendState state) {
-  switch (state) {
-    case v1::BACKEND_STATE_STARTING:
-      return "STARTING";
-    case v1::BACKEND_STATE_READY:
-      return "READY";
-    case v1::BACKEND_STATE_DEGRADED:
-      return "DEGRADED";
-    case v1::BACKEND_STATE_REINITIALIZING:
-      return "REINITIALIZING";
-    case v1::BACKEND_STATE_FAILED:
-      return "FAILED";
-    default:
-      return "UNSPECIFIED";
-  }
-}
-
-// `value` for a call that may outlive the caller's frame (it runs on a
-// worker when the request has a deadline): a copy then, else borrowed.
-template <typename T>
-std::shared_ptr<const T> Keep(const T& value, bool copy) {
-  if (copy) return std::make_shared<const T>(value);
-  return std::shared_ptr<const T>(std::shared_ptr<const T>(), &value);
-}
-
 // What a request does with one borrowed session. Runs at most twice per
 // session (again after the access rights were obtained anew).
 template <typename T>
 using SessionFn = std::function<absl::StatusOr<T>(Device&, SdfSession&)>;
-
-// A request's attempt handed to a worker. The request waits until its
-// deadline; if it gives up first the call is "abandoned": it goes on, and the
-// worker returns (or, if it failed, replaces) the session when it ends.
-class PendingCallBase {
- public:
-  bool abandoned() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return abandoned_;
-  }
-
- protected:
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
-  bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
-};
-
-template <typename T>
-class PendingCall final : public PendingCallBase {
- public:
-  // False when `deadline` passed first; the call is then abandoned and
-  // counted in `abandoned_running` (under the lock, so Finish's caller never
-  // uncounts it first).
-  bool Wait(absl::Time deadline, std::atomic<uint64_t>& abandoned_running) {
-    std::unique_lock<std::mutex> lock(mu_);
-    auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_; };
-    if (!cv_.wait_until(lock, absl::ToChronoTime(deadline), done)) {
-      abandoned_ = true;
-      abandoned_running.fetch_add(1);
-      return false;
-    }
-    return true;
-  }
-
-  // Stores the outcome; true if the request had given up on it.
-  bool Finish(absl::StatusOr<T> result, bool retry) {
-    std::lock_guard<std::mutex> lock(mu_);
-    result_ = std::move(result);
-    retry_ = retry;
-    done_ = true;
-    cv_.notify_all();
-    return abandoned_;
-  }
-
-  absl::StatusOr<T> TakeResult(bool& retry) {
-    std::lock_guard<std::mutex> lock(mu_);
-    retry = retry_;
-    return *std::move(result_);
-  }
-
- private:
-  std::optional<absl::StatusOr<T>> result_ ABSL_GUARDED_BY(mu_);
-  bool retry_ ABSL_GUARDED_BY(mu_) = false;
-};
 
 // A private-key index and where its password comes from.
 struct PrivateIndex {
@@ -158,22 +78,40 @@ struct PrivateIndex {
   std::function<absl::StatusOr<SecretString>()> source;
 };
 
-// The backend's state machine and everything the request threads, the
-// workers and the recovery thread share. Workers hold it by shared_ptr, so a
-// call still stuck in the device after Shutdown never touches freed state.
-//
-//   READY ⇄ DEGRADED        sessions had to be replaced; READY again after
-//                           options.degraded_hold without new trouble
-//   READY/DEGRADED → REINITIALIZING   device fault; requests fail fast with
-//                           UNAVAILABLE while the recovery thread reopens
-//                           the device with backoff
-//   REINITIALIZING → READY  recovered
-//   any → FAILED            a password was rejected (never retried) or
-//                           shut down
+BackendStateOptions StateOptions(const SdfBackendOptions& options) {
+  BackendStateOptions out;
+  out.name = options.name;
+  out.log_kind = std::string(sdf::kBackendKind);
+  out.error_subject = absl::StrCat("SDF backend \"", options.name, "\"");
+  out.just_recovered = " has just reopened its device; retry";
+  out.recovering_prefix = "reopening the device after ";
+  out.attempt_failed_message = "device reopen attempt failed";
+  out.degraded_hold = options.degraded_hold;
+  out.backoff_initial = options.reinit_backoff_initial;
+  out.backoff_max = options.reinit_backoff_max;
+  return out;
+}
+
+// Everything the request threads, the workers and the recovery thread
+// share; the state machine itself is BackendState (see backend_state.h).
+// Workers hold it by shared_ptr, so a call still stuck in the device after
+// Shutdown never touches freed state. Extra here: the key passwords (never
+// retried after a rejection).
 class Core : public std::enable_shared_from_this<Core> {
  public:
   Core(SdfBackendOptions options, std::shared_ptr<const sdf::Library> library)
-      : options_(std::move(options)), library_(std::move(library)) {
+      : options_(std::move(options)),
+        library_(std::move(library)),
+        calls_(options_.name, "SDF"),
+        state_(
+            StateOptions(options_),
+            [this](std::shared_ptr<Device> old) {
+              return ReopenOnce(std::move(old));
+            },
+            [this](const Device& device) {
+              std::lock_guard<std::mutex> lock(facts_mu_);
+              facts_ = device.facts();
+            }) {
     config_.backend_name = options_.name;
     config_.device_name = options_.device_name;
     config_.pool_size = options_.session_pool_size;
@@ -199,6 +137,12 @@ class Core : public std::enable_shared_from_this<Core> {
   const SdfBackendOptions& options() const { return options_; }
   const std::string& name() const { return options_.name; }
   bool has_private_keys() const { return !private_indexes_.empty(); }
+  BackendState<Device>& state() { return state_; }
+  const BackendState<Device>& state() const { return state_; }
+  // Shares the Core's lifetime (workers may outlive the backend).
+  std::shared_ptr<AbandonedCalls> calls() {
+    return std::shared_ptr<AbandonedCalls>(shared_from_this(), &calls_);
+  }
 
   // Opens the device with its sessions and access rights.
   absl::StatusOr<std::shared_ptr<Device>> OpenDevice() {
@@ -220,18 +164,7 @@ class Core : public std::enable_shared_from_this<Core> {
     return password_rejected_;
   }
   // The start-up error after a rejection.
-  absl::Status StartupFailure() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return failure_;
-  }
-
-  // Makes `device` current and the backend READY.
-  void Start(std::shared_ptr<Device> device);
-
-  // The current device if requests may be served, else the UNAVAILABLE
-  // error explaining why.
-  absl::StatusOr<std::shared_ptr<Device>> ServingDevice() const;
-  absl::Status NotServingError() const;
+  absl::Status StartupFailure() const { return state_.failure(); }
 
   // One attempt of a request on one borrowed session: opens the session if
   // needed, runs `fn` (again once after re-obtaining the access rights on
@@ -244,78 +177,40 @@ class Core : public std::enable_shared_from_this<Core> {
                                SessionPool::Lease& lease, SessionFn<T>& fn,
                                bool& retry, const PendingCallBase* call);
 
-  std::atomic<uint64_t>& abandoned_running() { return abandoned_running_; }
-  void CallAbandoned() { calls_abandoned_.fetch_add(1); }
-  void AbandonedCallEnded(absl::Duration late);
-
-  // The recovery thread: reopening and the DEGRADED → READY timer.
-  void RecoveryLoop();
-
-  // Stops the recovery loop, marks the backend FAILED "shut down" and
-  // returns the device to close (null if already shut down).
-  std::shared_ptr<Device> BeginShutdown(bool& first);
-
   v1::BackendStatus GetStatus() const;
-  bool IsServing() const;
   SdfBackendCounters Counters() const;
 
  private:
-  bool ServingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return device_ != nullptr && (state_ == v1::BACKEND_STATE_READY ||
-                                  state_ == v1::BACKEND_STATE_DEGRADED);
-  }
-  absl::Status NotServingErrorLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SetStateLocked(v1::BackendState state, std::string reason)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailForPassword(uint32_t index, const absl::Status& cause);
   void Observe(const std::shared_ptr<Device>& device, SessionPool::Lease& lease,
                const absl::Status& status, bool& retry);
-  void NoteTrouble(const absl::Status& status);
-  // Starts a reopen if `device` is still the current one.
-  void RequestReinit(const std::shared_ptr<Device>& device,
-                     const absl::Status& cause);
-  void Recover();
-  absl::StatusOr<std::shared_ptr<Device>> ReopenOnce();
+  // The recovery: drops `old` and opens the device again.
+  absl::StatusOr<std::shared_ptr<Device>> ReopenOnce(
+      std::shared_ptr<Device> old);
 
   const SdfBackendOptions options_;
   const std::shared_ptr<const sdf::Library> library_;
   sdf::DeviceConfig config_;
   std::vector<PrivateIndex> private_indexes_;
+  AbandonedCalls calls_;
 
-  std::mutex grant_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  std::mutex grant_mu_;
   bool password_rejected_ ABSL_GUARDED_BY(grant_mu_) = false;
 
-  std::atomic<uint64_t> calls_abandoned_{0};
-  std::atomic<uint64_t> abandoned_running_{0};
   std::atomic<uint64_t> regrants_{0};
   std::atomic<uint64_t> granted_{0};
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;  // Wakes the recovery thread.
-  std::shared_ptr<Device> device_ ABSL_GUARDED_BY(mu_);
   // Kept for GetStatus while no device is open.
-  sdf::DeviceFacts facts_ ABSL_GUARDED_BY(mu_);
-  v1::BackendState state_ ABSL_GUARDED_BY(mu_) = v1::BACKEND_STATE_STARTING;
-  std::string state_reason_ ABSL_GUARDED_BY(mu_);
-  absl::Time degraded_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  // What started the current reopen, e.g. "SDR_HARDFAIL in
-  // SDF_InternalSign_ECC", and its error detail for the requests refused
-  // meanwhile.
-  std::string reinit_cause_ ABSL_GUARDED_BY(mu_);
-  std::optional<v1::ErrorDetail> reinit_detail_ ABSL_GUARDED_BY(mu_);
-  int reinit_attempt_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time reinit_started_ ABSL_GUARDED_BY(mu_);
-  uint64_t reinit_attempts_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t reinitializations_ ABSL_GUARDED_BY(mu_) = 0;
-  // Why the backend FAILED (a rejected password), with its error detail.
-  absl::Status failure_ ABSL_GUARDED_BY(mu_);
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  mutable std::mutex facts_mu_;
+  sdf::DeviceFacts facts_ ABSL_GUARDED_BY(facts_mu_);
+
+  // Last: its callbacks use the members above.
+  BackendState<Device> state_;
 };
 
 absl::Status Core::Grant(const sdf::SdfFunctions& fns, void* session) {
   std::lock_guard<std::mutex> lock(grant_mu_);
-  if (password_rejected_) return NotServingError();
+  if (password_rejected_) return state_.NotServingError();
   for (const PrivateIndex& p : private_indexes_) {
     const std::string what = absl::StrCat(
         "key index ", p.index, " of SDF device \"", options_.device_name, "\"");
@@ -352,112 +247,18 @@ absl::Status Core::Grant(const sdf::SdfFunctions& fns, void* session) {
 }
 
 void Core::FailForPassword(uint32_t index, const absl::Status& cause) {
-  std::lock_guard<std::mutex> lock(mu_);
   const std::string reason = absl::StrCat(
       "the password of key index ", index, " was rejected: ", cause.message(),
       "; hsmd will not try it again (the device could lock the key): fix "
       "the password and restart hsmd");
-  failure_ = absl::PermissionDeniedError(absl::StrCat(
+  absl::Status failure = absl::PermissionDeniedError(absl::StrCat(
       "SDF backend \"", name(), "\" (device \"", options_.device_name, "\", ",
       options_.library_path, "): ", reason));
   if (std::optional<v1::ErrorDetail> detail = GetErrorDetail(cause)) {
-    SetErrorDetail(failure_, *detail);
+    SetErrorDetail(failure, *detail);
   }
   // At start-up NewSdfBackend reports the error itself.
-  if (shut_down_ || state_ == v1::BACKEND_STATE_STARTING) return;
-  SetStateLocked(v1::BACKEND_STATE_FAILED, reason);
-}
-
-void Core::Start(std::shared_ptr<Device> device) {
-  std::lock_guard<std::mutex> lock(mu_);
-  facts_ = device->facts();
-  device_ = std::move(device);
-  SetStateLocked(v1::BACKEND_STATE_READY, "");
-}
-
-void Core::SetStateLocked(v1::BackendState state, std::string reason) {
-  const v1::BackendState old = state_;
-  state_ = state;
-  state_reason_ = std::move(reason);
-  cv_.notify_all();
-  if (old == state) return;
-  log::Level level = log::Level::kInfo;
-  if (state == v1::BACKEND_STATE_DEGRADED ||
-      state == v1::BACKEND_STATE_REINITIALIZING) {
-    level = log::Level::kWarning;
-  } else if (state == v1::BACKEND_STATE_FAILED && !shut_down_) {
-    level = log::Level::kError;
-  }
-  log::Log(level, "backend state changed",
-           {{"backend", name()},
-            {"kind", sdf::kBackendKind},
-            {"from", StateName(old)},
-            {"to", StateName(state)},
-            {"reason", state_reason_}});
-}
-
-absl::StatusOr<std::shared_ptr<Device>> Core::ServingDevice() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (ServingLocked()) return device_;
-  return NotServingErrorLocked();
-}
-
-absl::Status Core::NotServingError() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return NotServingErrorLocked();
-}
-
-absl::Status Core::NotServingErrorLocked() const {
-  const std::string backend = absl::StrCat("SDF backend \"", name(), "\"");
-  absl::Status status;
-  std::optional<v1::ErrorDetail> detail;
-  if (state_ == v1::BACKEND_STATE_REINITIALIZING) {
-    status = absl::UnavailableError(
-        absl::StrCat(backend, " is re-initialising after ", reinit_cause_,
-                     " (attempt ", std::max(reinit_attempt_, 1), ")"));
-    detail = reinit_detail_;
-  } else if (state_ == v1::BACKEND_STATE_FAILED && !failure_.ok()) {
-    status = absl::UnavailableError(
-        absl::StrCat(backend, " failed: ", state_reason_));
-    detail = GetErrorDetail(failure_);
-  } else if (ServingLocked()) {
-    // Raced with a recovery that has just finished: try again.
-    status = absl::UnavailableError(
-        absl::StrCat(backend, " has just reopened its device; retry"));
-  } else {
-    status = absl::UnavailableError(
-        absl::StrCat(backend, " is not serving",
-                     state_reason_.empty() ? "" : ": ", state_reason_));
-  }
-  if (detail.has_value()) SetErrorDetail(status, *detail);
-  return status;
-}
-
-void Core::NoteTrouble(const absl::Status& status) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!ServingLocked()) return;
-  degraded_until_ = absl::Now() + options_.degraded_hold;
-  SetStateLocked(v1::BACKEND_STATE_DEGRADED, std::string(status.message()));
-}
-
-void Core::RequestReinit(const std::shared_ptr<Device>& device,
-                         const absl::Status& cause) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (device != device_ || !ServingLocked()) return;
-  std::optional<v1::ErrorDetail> detail = GetErrorDetail(cause);
-  if (detail.has_value() && !detail->backend_code_name().empty()) {
-    reinit_cause_ = detail->backend_code_name();
-    if (!detail->backend_function().empty()) {
-      absl::StrAppend(&reinit_cause_, " in ", detail->backend_function());
-    }
-  } else {
-    reinit_cause_ = std::string(cause.message());
-  }
-  reinit_detail_ = detail;
-  reinit_attempt_ = 0;
-  reinit_started_ = absl::Now();
-  SetStateLocked(v1::BACKEND_STATE_REINITIALIZING,
-                 absl::StrCat("reopening the device after ", cause.message()));
+  state_.Fail(std::move(failure), reason);
 }
 
 void Core::Observe(const std::shared_ptr<Device>& device,
@@ -471,12 +272,12 @@ void Core::Observe(const std::shared_ptr<Device>& device,
       (FailedIn(status, "SDF_OpenSession") && sdf::IsBrokenSession(*code))) {
     // Not replaced: the reopen drops the whole pool, and opening a session
     // on a failing device would only add calls into it.
-    RequestReinit(device, status);
+    state_.RequestReinit(device, status);
     return;
   }
   if (sdf::IsBrokenSession(*code)) {
     lease.Invalidate();
-    NoteTrouble(status);
+    state_.NoteTrouble(status);
     retry = true;
   }
 }
@@ -496,7 +297,7 @@ absl::StatusOr<T> Core::RunAttempt(const std::shared_ptr<Device>& device,
     // state): obtain them again, then retry once.
     absl::Status grant = Grant(device->fns(), lease.session()->handle);
     if (!grant.ok()) {
-      if (password_rejected()) return NotServingError();
+      if (password_rejected()) return state_.NotServingError();
       return grant;
     }
     regrants_.fetch_add(1);
@@ -512,91 +313,8 @@ absl::StatusOr<T> Core::RunAttempt(const std::shared_ptr<Device>& device,
   return result;
 }
 
-void Core::AbandonedCallEnded(absl::Duration late) {
-  abandoned_running_.fetch_sub(1);
-  if (late >= kLongAbandonedCall) {
-    log::Warning(
-        "SDF call returned long after its request gave up",
-        {{"backend", name()}, {"late_ms", absl::ToInt64Milliseconds(late)}});
-  }
-}
-
-void Core::RecoveryLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!stop_) {
-    if (state_ == v1::BACKEND_STATE_REINITIALIZING) {
-      lock.unlock();
-      Recover();
-      lock.lock();
-      continue;
-    }
-    if (state_ == v1::BACKEND_STATE_DEGRADED) {
-      if (absl::Now() >= degraded_until_) {
-        SetStateLocked(v1::BACKEND_STATE_READY, "");
-        continue;
-      }
-      cv_.wait_until(lock, absl::ToChronoTime(degraded_until_));
-      continue;
-    }
-    cv_.wait(lock);
-  }
-}
-
-void Core::Recover() {
-  absl::Duration backoff = options_.reinit_backoff_initial;
-  std::string last_error;
-  for (int attempt = 1;; ++attempt) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_ || state_ != v1::BACKEND_STATE_REINITIALIZING) return;
-      reinit_attempt_ = attempt;
-      ++reinit_attempts_;
-      std::string reason = absl::StrCat("reopening the device after ",
-                                        reinit_cause_, " (attempt ", attempt);
-      if (!last_error.empty()) absl::StrAppend(&reason, "; ", last_error);
-      SetStateLocked(v1::BACKEND_STATE_REINITIALIZING,
-                     absl::StrCat(reason, ")"));
-    }
-    absl::StatusOr<std::shared_ptr<Device>> device = ReopenOnce();
-    std::shared_ptr<Device> unused;  // Closed outside the lock.
-    std::unique_lock<std::mutex> lock(mu_);
-    if (stop_ || state_ != v1::BACKEND_STATE_REINITIALIZING) {
-      if (device.ok()) unused = *std::move(device);
-      lock.unlock();
-      return;
-    }
-    if (device.ok()) {
-      device_ = *std::move(device);
-      facts_ = device_->facts();
-      ++reinitializations_;
-      const absl::Duration took = absl::Now() - reinit_started_;
-      SetStateLocked(v1::BACKEND_STATE_READY, "");
-      log::Info("backend recovered",
-                {{"backend", name()},
-                 {"after", reinit_cause_},
-                 {"attempts", attempt},
-                 {"took_ms", absl::ToInt64Milliseconds(took)}});
-      return;
-    }
-    last_error = absl::StrCat("attempt ", attempt,
-                              " failed: ", device.status().message());
-    log::Warning("device reopen attempt failed",
-                 {{"backend", name()},
-                  {"attempt", attempt},
-                  {"error", device.status().message()},
-                  {"retry_in_ms", absl::ToInt64Milliseconds(backoff)}});
-    cv_.wait_for(lock, absl::ToChronoNanoseconds(backoff),
-                 [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; });
-    backoff = std::min(backoff * 2, options_.reinit_backoff_max);
-  }
-}
-
-absl::StatusOr<std::shared_ptr<Device>> Core::ReopenOnce() {
-  std::shared_ptr<Device> old;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    old = std::move(device_);
-  }
+absl::StatusOr<std::shared_ptr<Device>> Core::ReopenOnce(
+    std::shared_ptr<Device> old) {
   if (old != nullptr) {
     // Requests still holding it finish on their own; its sessions are
     // dropped without calls into a device that failed.
@@ -606,57 +324,45 @@ absl::StatusOr<std::shared_ptr<Device>> Core::ReopenOnce() {
   return OpenDevice();
 }
 
-std::shared_ptr<Device> Core::BeginShutdown(bool& first) {
-  std::lock_guard<std::mutex> lock(mu_);
-  first = !shut_down_;
-  if (shut_down_) return nullptr;
-  shut_down_ = true;
-  stop_ = true;
-  SetStateLocked(v1::BACKEND_STATE_FAILED, "shut down");
-  return std::move(device_);
-}
-
 v1::BackendStatus Core::GetStatus() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  BackendState<Device>::Snapshot now = state_.snapshot();
   v1::BackendStatus status;
   status.set_name(options_.name);
   status.set_kind(std::string(sdf::kBackendKind));
   status.set_module_path(options_.library_path);
-  status.set_state(state_);
-  status.set_state_reason(state_reason_);
-  status.set_reinitializations(reinitializations_);
-  status.set_library_description(absl::StrCat(
-      "GM/T 0018 SDF device \"", facts_.device_name, "\" version ",
-      facts_.device_version, ", standard version ", facts_.standard_version));
-  status.set_token_label(options_.device_name);
-  status.set_token_serial(facts_.serial);
-  status.set_token_manufacturer(facts_.issuer);
-  status.set_token_model(facts_.device_name);
-  if (ServingLocked()) {
+  status.set_state(now.state);
+  status.set_state_reason(now.reason);
+  status.set_reinitializations(now.reinitializations);
+  {
+    std::lock_guard<std::mutex> lock(facts_mu_);
+    status.set_library_description(absl::StrCat(
+        "GM/T 0018 SDF device \"", facts_.device_name, "\" version ",
+        facts_.device_version, ", standard version ", facts_.standard_version));
+    status.set_token_label(options_.device_name);
+    status.set_token_serial(facts_.serial);
+    status.set_token_manufacturer(facts_.issuer);
+    status.set_token_model(facts_.device_name);
+  }
+  if (now.serving) {
     // The access rights are held on every open session.
     status.set_logged_in(has_private_keys());
-    status.set_sessions_in_use(device_->pool().in_use());
-    status.set_sessions_total(device_->pool().open());
+    status.set_sessions_in_use(now.current->pool().in_use());
+    status.set_sessions_total(now.current->pool().open());
   }
   return status;
 }
 
-bool Core::IsServing() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return ServingLocked();
-}
-
 SdfBackendCounters Core::Counters() const {
   SdfBackendCounters counters;
-  counters.calls_abandoned = calls_abandoned_.load();
-  counters.abandoned_calls_running = abandoned_running_.load();
+  counters.calls_abandoned = calls_.abandoned();
+  counters.abandoned_calls_running = calls_.running();
   counters.regrants = regrants_.load();
   counters.access_rights_granted = granted_.load();
-  std::lock_guard<std::mutex> lock(mu_);
-  counters.reinit_attempts = reinit_attempts_;
-  if (device_ != nullptr) {
-    counters.sessions_replaced = device_->pool().replaced();
-    counters.waiting_for_session = device_->pool().waiting();
+  BackendState<Device>::Snapshot now = state_.snapshot();
+  counters.reinit_attempts = now.reinit_attempts;
+  if (now.current != nullptr) {
+    counters.sessions_replaced = now.current->pool().replaced();
+    counters.waiting_for_session = now.current->pool().waiting();
   }
   return counters;
 }
@@ -671,7 +377,7 @@ class SdfBackend final : public Backend {
         workers_(2 * static_cast<size_t>(core_->options().session_pool_size) +
                  2) {
     std::lock_guard<std::mutex> lock(shutdown_mu_);
-    recovery_ = std::thread([core = core_] { core->RecoveryLoop(); });
+    recovery_ = std::thread([core = core_] { core->state().RecoveryLoop(); });
   }
   ~SdfBackend() override { Shutdown(); }
 
@@ -695,7 +401,7 @@ class SdfBackend final : public Backend {
   absl::StatusOr<uint32_t> DeleteKey(const v1::KeyRef& ref,
                                      const RequestContext& ctx) override;
   v1::BackendStatus GetStatus() const override { return core_->GetStatus(); }
-  bool IsServing() const override { return core_->IsServing(); }
+  bool IsServing() const override { return core_->state().IsServing(); }
   void Shutdown() override;
 
   SdfBackendCounters Counters() const {
@@ -712,7 +418,7 @@ class SdfBackend final : public Backend {
 
   // The key `ref` names on the current device (no device call).
   absl::StatusOr<KeyEntry> ResolveKey(const v1::KeyRef& ref) const {
-    ASSIGN_OR_RETURN(std::shared_ptr<Device> device, core_->ServingDevice());
+    ASSIGN_OR_RETURN(std::shared_ptr<Device> device, core_->state().Serving());
     ASSIGN_OR_RETURN(const KeyEntry* entry, device->keys().Resolve(ref));
     return *entry;
   }
@@ -737,7 +443,7 @@ class SdfBackend final : public Backend {
 
   const std::shared_ptr<Core> core_;
   const std::string kind_;
-  sdf::WorkerPool workers_;
+  WorkerPool workers_;
   std::mutex shutdown_mu_;
   std::thread recovery_ ABSL_GUARDED_BY(shutdown_mu_);
 };
@@ -749,7 +455,7 @@ absl::StatusOr<T> SdfBackend::WithSession(const RequestContext& ctx,
   const uint32_t max_attempts = core_->options().session_pool_size + 1;
   auto shared_fn = std::make_shared<SessionFn<T>>(std::move(fn));
   for (uint32_t attempt = 0;; ++attempt) {
-    ASSIGN_OR_RETURN(std::shared_ptr<Device> device, core_->ServingDevice());
+    ASSIGN_OR_RETURN(std::shared_ptr<Device> device, core_->state().Serving());
     if (absl::Now() >= ctx.deadline) {
       return absl::DeadlineExceededError(
           "the request's deadline passed before the device was called");
@@ -764,8 +470,10 @@ absl::StatusOr<T> SdfBackend::WithSession(const RequestContext& ctx,
     if (!lease.ok()) {
       // The pool was closed under us: the device is being reopened.
       if (absl::IsUnavailable(lease.status())) {
-        if (core_->IsServing() && attempt + 1 < max_attempts) continue;
-        return core_->NotServingError();
+        if (core_->state().IsServing() && attempt + 1 < max_attempts) {
+          continue;
+        }
+        return core_->state().NotServingError();
       }
       return lease.status();
     }
@@ -786,25 +494,14 @@ absl::StatusOr<T> SdfBackend::RunOnWorker(const RequestContext& ctx,
                                           SessionPool::Lease lease,
                                           std::shared_ptr<SessionFn<T>> fn,
                                           bool& retry) {
-  auto call = std::make_shared<PendingCall<T>>();
-  workers_.Submit([core = core_, device = std::move(device),
-                   lease = std::move(lease), fn = std::move(fn), call,
-                   deadline = ctx.deadline]() mutable {
-    bool retry_later = false;
-    absl::StatusOr<T> result =
-        core->RunAttempt<T>(device, lease, *fn, retry_later, call.get());
-    device.reset();
-    if (call->Finish(std::move(result), retry_later)) {
-      core->AbandonedCallEnded(absl::Now() - deadline);
-    }
-  });
-  if (!call->Wait(ctx.deadline, core_->abandoned_running())) {
-    core_->CallAbandoned();
-    return absl::DeadlineExceededError(
-        "the SDF call did not finish before the request's deadline (the "
-        "session stays out of the pool until the call returns)");
-  }
-  return call->TakeResult(retry);
+  return backend::RunOnWorker<T>(
+      workers_, core_->calls(), ctx.deadline,
+      [core = core_, device = std::move(device), lease = std::move(lease),
+       fn = std::move(fn)](const PendingCallBase* call,
+                           bool& retry_later) mutable {
+        return core->RunAttempt<T>(device, lease, *fn, retry_later, call);
+      },
+      retry);
 }
 
 absl::StatusOr<std::vector<v1::Key>> SdfBackend::ListKeys(
@@ -815,7 +512,7 @@ absl::StatusOr<std::vector<v1::Key>> SdfBackend::ListKeys(
         "uri_filter: SDF backend \"", name(),
         "\" takes sdf: URI filters (e.g. sdf:device=NAME;usage=sign)"));
   }
-  ASSIGN_OR_RETURN(std::shared_ptr<Device> device, core_->ServingDevice());
+  ASSIGN_OR_RETURN(std::shared_ptr<Device> device, core_->state().Serving());
   return device->keys().List(request.uri_filter(), request.label());
 }
 
@@ -1018,7 +715,7 @@ absl::StatusOr<uint32_t> SdfBackend::DeleteKey(const v1::KeyRef& ref,
 void SdfBackend::Shutdown() {
   std::lock_guard<std::mutex> lock(shutdown_mu_);
   bool first = false;
-  std::shared_ptr<Device> device = core_->BeginShutdown(first);
+  std::shared_ptr<Device> device = core_->state().BeginShutdown(first);
   if (!first) return;
   if (recovery_.joinable()) recovery_.join();
   // Access rights released, key handles destroyed, sessions and the device
@@ -1129,7 +826,7 @@ absl::StatusOr<std::unique_ptr<Backend>> NewSdfBackend(
     if (core->password_rejected()) return core->StartupFailure();
     return device.status();
   }
-  core->Start(*std::move(device));
+  core->state().Start(*std::move(device));
   return std::unique_ptr<Backend>(new SdfBackend(std::move(core)));
 }
 

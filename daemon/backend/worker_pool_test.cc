@@ -1,4 +1,4 @@
-#include "daemon/backend/pkcs11/worker_pool.h"
+#include "daemon/backend/worker_pool.h"
 
 #include <atomic>
 #include <condition_variable>
@@ -10,7 +10,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
-namespace hsmd::backend::pkcs11 {
+namespace hsmd::backend {
 namespace {
 
 TEST(WorkerPoolTest, RunsTasksOnOtherThreads) {
@@ -85,4 +85,4 @@ TEST(WorkerPoolTest, StuckTaskIsDetachedAfterTheGrace) {
 }
 
 }  // namespace
-}  // namespace hsmd::backend::pkcs11
+}  // namespace hsmd::backend

@@ -1,8 +1,8 @@
-// Threads that make SDF calls for requests with a deadline, so a request can
-// end at its deadline while a hung device call goes on in the background.
-// (The PKCS#11 backend has its own, private to its package.)
-#ifndef HSMD_DAEMON_BACKEND_SDF_WORKER_POOL_H_
-#define HSMD_DAEMON_BACKEND_SDF_WORKER_POOL_H_
+// A small, growing pool of threads that make device calls (PKCS#11 or SDF)
+// on behalf of requests with a deadline, so a request can end at its deadline
+// while a hung call goes on in the background. Shared by both backends.
+#ifndef HSMD_DAEMON_BACKEND_WORKER_POOL_H_
+#define HSMD_DAEMON_BACKEND_WORKER_POOL_H_
 
 #include <condition_variable>
 #include <cstddef>
@@ -16,12 +16,13 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 
-namespace hsmd::backend::sdf {
+namespace hsmd::backend {
 
-// Threads start on demand (a task finds no idle worker) up to `max_threads`;
-// further tasks queue. The caller bounds the number of tasks (one per
-// borrowed session), so the queue is bounded too. Workers share only the
-// pool's state, so one stuck in a task may outlive the pool.
+// Threads are started on demand (a task finds no idle worker) up to
+// `max_threads`, then tasks wait in a queue; the caller bounds the number of
+// tasks (one per borrowed session), so the queue is bounded too. Workers keep
+// only the pool's shared state alive, so one stuck in a task may outlive the
+// pool (see Shutdown).
 class WorkerPool {
  public:
   explicit WorkerPool(size_t max_threads);
@@ -30,16 +31,19 @@ class WorkerPool {
   // Shutdown(absl::InfiniteDuration()) unless shut down already.
   ~WorkerPool();
 
-  // Runs `task` on a worker; after Shutdown, on the caller's thread.
+  // Runs `task` on a worker. After Shutdown it runs on the caller.
   void Submit(absl::AnyInvocable<void()> task);
 
-  // Queued tasks still run; waits up to `grace` for all tasks, then joins
-  // the workers (or detaches those still busy: they exit when their task
-  // returns). True if all were joined. Idempotent.
+  // Stops the pool: queued tasks still run; waits up to `grace` for every
+  // task to finish and joins the workers. Workers still inside a task after
+  // `grace` are detached and exit when their task returns. True if all were
+  // joined. Idempotent.
   bool Shutdown(absl::Duration grace);
 
   // Threads started and not yet exited.
   size_t threads() const;
+  // Tasks running now.
+  size_t running() const;
 
  private:
   struct State {
@@ -52,7 +56,7 @@ class WorkerPool {
     size_t running ABSL_GUARDED_BY(mu) = 0;
     bool stopping ABSL_GUARDED_BY(mu) = false;
   };
-  static void Work(std::shared_ptr<State> state);
+  static void WorkerLoop(std::shared_ptr<State> state);
 
   const size_t max_threads_;
   const std::shared_ptr<State> state_;
@@ -61,6 +65,6 @@ class WorkerPool {
   bool shut_down_ ABSL_GUARDED_BY(threads_mu_) = false;
 };
 
-}  // namespace hsmd::backend::sdf
+}  // namespace hsmd::backend
 
-#endif  // HSMD_DAEMON_BACKEND_SDF_WORKER_POOL_H_
+#endif  // HSMD_DAEMON_BACKEND_WORKER_POOL_H_

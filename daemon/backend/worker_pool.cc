@@ -1,9 +1,9 @@
-#include "daemon/backend/pkcs11/worker_pool.h"
+#include "daemon/backend/worker_pool.h"
 
 #include <chrono>
 #include <utility>
 
-namespace hsmd::backend::pkcs11 {
+namespace hsmd::backend {
 
 WorkerPool::WorkerPool(size_t max_threads)
     : max_threads_(max_threads == 0 ? 1 : max_threads),
@@ -106,4 +106,4 @@ size_t WorkerPool::running() const {
   return state_->running;
 }
 
-}  // namespace hsmd::backend::pkcs11
+}  // namespace hsmd::backend
