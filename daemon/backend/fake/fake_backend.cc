@@ -550,6 +550,11 @@ absl::StatusOr<v1::SignResponse> FakeBackend::Sign(
     case v1::SignatureAlgorithm::kEd25519:
       signature = SignEd25519(key->info, key->pkey.get(), request);
       break;
+    case v1::SignatureAlgorithm::kSm2:
+      // The fake holds no SM2 keys (SM2 is served by SDF backends).
+      return absl::InvalidArgumentError(absl::StrCat(
+          "algorithm sm2 does not fit key type ",
+          v1::KeyType_Name(key->info.key_type()), " of ", KeyName(key->info)));
     case v1::SignatureAlgorithm::ALGORITHM_NOT_SET:
       return absl::InvalidArgumentError("algorithm: required");
   }
@@ -564,6 +569,13 @@ absl::StatusOr<v1::DecryptResponse> FakeBackend::Decrypt(
     const v1::DecryptRequest& request, const RequestContext& ctx) {
   RETURN_IF_ERROR(Enter("Decrypt", ctx));
   ASSIGN_OR_RETURN(auto key, Resolve(request.key(), true));
+  if (request.algorithm().has_sm2() || request.algorithm().has_sm4()) {
+    // The fake holds only RSA/EC/Ed25519 keys (SM2/SM4 live on SDF backends).
+    return absl::InvalidArgumentError(absl::StrCat(
+        "algorithm ", request.algorithm().has_sm2() ? "sm2" : "sm4",
+        " does not fit key type ", v1::KeyType_Name(key->info.key_type()),
+        " of ", KeyName(key->info)));
+  }
   const std::string algorithm =
       request.algorithm().has_rsa_oaep() ? "rsa_oaep" : "rsa_pkcs1";
   RETURN_IF_ERROR(NeedKeyType(key->info, v1::KEY_TYPE_RSA, algorithm));
@@ -619,6 +631,8 @@ absl::StatusOr<v1::DecryptResponse> FakeBackend::Decrypt(
       }
       break;
     }
+    case v1::DecryptionAlgorithm::kSm2:
+    case v1::DecryptionAlgorithm::kSm4:  // Rejected above.
     case v1::DecryptionAlgorithm::ALGORITHM_NOT_SET:
       return absl::InvalidArgumentError("algorithm: required");
   }
