@@ -281,6 +281,8 @@ std::string DescribeSignatureAlgorithm(const v1::SignatureAlgorithm& alg) {
       return absl::StrCat("ecdsa ", HashName(alg.ecdsa().hash()));
     case v1::SignatureAlgorithm::kEd25519:
       return "ed25519";
+    case v1::SignatureAlgorithm::kSm2:
+      return "sm2 sm3";
     case v1::SignatureAlgorithm::ALGORITHM_NOT_SET:
       break;
   }

@@ -78,6 +78,11 @@ absl::Status CheckKeyFits(const v1::SignatureAlgorithm& alg, EVP_PKEY* key) {
     case v1::SignatureAlgorithm::kEd25519:
       fits = id == EVP_PKEY_ED25519;
       break;
+    case v1::SignatureAlgorithm::kSm2:
+      // hsmctl has no SM2 signing syntax yet (see README "国密 / SDF").
+      return UsageError(
+          "sm2 is not supported by hsmctl's local crypto; verify with "
+          "`openssl pkeyutl -verify -rawin -digest sm3`");
     case v1::SignatureAlgorithm::ALGORITHM_NOT_SET:
       break;
   }
