@@ -117,6 +117,25 @@ std::string ConfigText(const std::string& dir, const std::string& socket) {
       Quote(absl::StrCat(dir, "/user.pin")),
       " }\n"
       "  }\n"
+      "}\n"
+      "# Access control (policy rules in config.proto). With a policy\n"
+      "# section everything not granted is denied; this one rule is the\n"
+      "# permissive demo rule: the user who ran --demo (uid ",
+      getuid(),
+      ") may do\n"
+      "# everything with every key. A production rule names the keys and\n"
+      "# operations each user or group needs, e.g.\n"
+      "#   rules { groups: \"www-data\" keys: \"pkcs11:object=web-*\"\n"
+      "#           operations: [SIGN] }\n"
+      "policy {\n"
+      "  rules {\n"
+      "    name: \"demo-owner\"\n"
+      "    users: \"",
+      getuid(),
+      "\"\n"
+      "    keys: \"*\"\n"
+      "    operations: [SIGN, DECRYPT, ENCRYPT, RANDOM, LIST, STATUS, ADMIN]\n"
+      "  }\n"
       "}\n");
 }
 

@@ -4,7 +4,8 @@
 //   softhsm2.conf   SoftHSM's config, pointing at DIR/tokens
 //   tokens/         the token store, with one token labelled "demo"
 //   user.pin        the token's random user PIN (mode 0600)
-//   hsmd.conf       a config serving that token on DIR/hsmd.sock (mode 0600)
+//   hsmd.conf       a config serving that token on DIR/hsmd.sock (mode 0600),
+//                   with a permissive policy rule for the user who ran it
 // The token is initialised through PKCS#11 (C_InitToken / C_InitPIN) with a
 // random SO PIN that is not stored anywhere: nobody needs it for the demo,
 // and to start over one deletes DIR. Later runs reuse the token. The demo keys

@@ -24,6 +24,7 @@
 #include "daemon/logging.h"
 #include "daemon/openssl_init.h"
 #include "daemon/server.h"
+#include "daemon/systemd.h"
 #include "daemon/unix_socket.h"
 #include "daemon/version.h"
 
@@ -49,6 +50,11 @@ Options:
   --socket PATH    with --demo: listen on PATH instead of DIR/hsmd.sock
   --version        print the version
   --help           print this help
+
+systemd: with Type=notify hsmd reports READY=1 once every backend serves,
+pings the watchdog (WatchdogSec=), and takes its listening socket from
+socket activation (hsmd.socket, or systemd-socket-activate -l PATH) when
+one is passed. The socket must be listen.socket_path.
 
 Signals: SIGTERM or SIGINT shut down gracefully (in-flight requests finish
 within limits.shutdown_grace_ms); a second one exits at once; SIGHUP is
@@ -262,13 +268,39 @@ int RunHsmd(int argc, char** argv, const BackendFactory& factory) {
       "hsmd starting",
       {{"version", kVersion}, {"config", config_path}, {"pid", getpid()}});
 
-  // Refuse early (before opening the HSM) when another daemon owns the path.
-  absl::StatusOr<std::unique_ptr<SocketPath>> socket =
-      SocketPath::Prepare(config->listen().socket_path());
-  if (!socket.ok()) {
-    Fail("cannot use the socket", socket.status());
+  absl::StatusOr<std::optional<int>> activated =
+      TakeActivatedSocket(config->listen().socket_path());
+  if (!activated.ok()) {
+    Fail("cannot use the activated socket", activated.status());
+    NotifySystemd(absl::StrCat("STATUS=", activated.status().message()));
     return kExitSocket;
   }
+  // Refuse early (before opening the HSM) when another daemon owns the path.
+  // A socket-activated daemon leaves the path to systemd.
+  std::unique_ptr<SocketPath> socket;
+  if (!activated->has_value()) {
+    std::optional<gid_t> group;
+    if (config->listen().has_socket_group()) {
+      absl::StatusOr<gid_t> gid =
+          config::ResolveGroup(config->listen().socket_group());
+      if (!gid.ok()) {
+        Fail("cannot use the socket group", gid.status());
+        return kExitSocket;
+      }
+      group = *gid;
+    }
+    absl::StatusOr<std::unique_ptr<SocketPath>> prepared =
+        SocketPath::Prepare(config->listen().socket_path(), group);
+    if (!prepared.ok()) {
+      Fail("cannot use the socket", prepared.status());
+      return kExitSocket;
+    }
+    socket = *std::move(prepared);
+  }
+  // Owned until the server takes it.
+  auto close_activated = [&activated] {
+    if (activated->has_value()) close(**activated);
+  };
 
   std::vector<std::unique_ptr<backend::Backend>> backends;
   for (const config::Backend& b : config->backends()) {
@@ -277,7 +309,11 @@ int RunHsmd(int argc, char** argv, const BackendFactory& factory) {
       log::Error(
           "backend failed to start",
           {{"backend", b.name()}, {"error", backend.status().message()}});
+      NotifySystemd(
+          absl::StrCat("STATUS=backend ", b.name(),
+                       " failed to start: ", backend.status().message()));
       for (auto& started : backends) started->Shutdown();
+      close_activated();
       return kExitBackend;
     }
     log::Info("backend started", {{"backend", b.name()}});
@@ -290,6 +326,7 @@ int RunHsmd(int argc, char** argv, const BackendFactory& factory) {
     if (!keys.ok()) {
       Fail("demo keys could not be created", keys.status());
       for (auto& started : backends) started->Shutdown();
+      close_activated();
       return kExitDemo;
     }
     demo_keys = *std::move(keys);
@@ -298,7 +335,12 @@ int RunHsmd(int argc, char** argv, const BackendFactory& factory) {
   ServerOptions options;
   options.config = *config;
   options.config_path = config_path;
-  options.socket = *std::move(socket);
+  options.socket = std::move(socket);
+  options.listen_fd = *activated;
+  if (SystemdNotifyEnabled()) {
+    options.notify = [](const std::string& state) { NotifySystemd(state); };
+    options.watchdog_interval = WatchdogPingInterval();
+  }
   absl::StatusOr<std::unique_ptr<Server>> server =
       Server::New(std::move(options), std::move(backends));
   if (!server.ok()) {

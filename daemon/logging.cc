@@ -4,10 +4,10 @@
 
 #include <atomic>
 #include <cerrno>
+#include <mutex>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -18,7 +18,7 @@ std::atomic<int> g_min_level{static_cast<int>(Level::kInfo)};
 std::atomic<int> g_format{static_cast<int>(Format::kText)};
 
 struct Output {
-  absl::Mutex mu;
+  std::mutex mu;
   std::function<void(absl::string_view)> sink ABSL_GUARDED_BY(mu);
 };
 
@@ -145,8 +145,7 @@ bool IsEnabled(Level level) {
 }
 
 std::string FormatLine(Format format, absl::string_view ts, Level level,
-                       absl::string_view msg,
-                       std::initializer_list<Field> fields) {
+                       absl::string_view msg, absl::Span<const Field> fields) {
   std::string out;
   out.reserve(128 + msg.size());
   if (format == Format::kJson) {
@@ -185,17 +184,16 @@ std::string FormatLine(Format format, absl::string_view ts, Level level,
   return out;
 }
 
-void Log(Level level, absl::string_view msg,
-         std::initializer_list<Field> fields) {
-  if (!IsEnabled(level)) return;
+namespace {
+
+void Emit(Format format, Level level, absl::string_view msg,
+          absl::Span<const Field> fields) {
   std::string ts = absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(),
                                     absl::UTCTimeZone());
-  std::string line =
-      FormatLine(static_cast<Format>(g_format.load(std::memory_order_relaxed)),
-                 ts, level, msg, fields);
+  std::string line = FormatLine(format, ts, level, msg, fields);
   line.push_back('\n');
   Output& output = GetOutput();
-  absl::MutexLock lock(&output.mu);
+  std::lock_guard<std::mutex> lock(output.mu);
   if (output.sink) {
     output.sink(line);
   } else {
@@ -203,9 +201,23 @@ void Log(Level level, absl::string_view msg,
   }
 }
 
+}  // namespace
+
+void Log(Level level, absl::string_view msg,
+         std::initializer_list<Field> fields) {
+  if (!IsEnabled(level)) return;
+  Emit(static_cast<Format>(g_format.load(std::memory_order_relaxed)), level,
+       msg, absl::Span<const Field>(fields.begin(), fields.size()));
+}
+
+void WriteRecord(Format format, Level level, absl::string_view msg,
+                 absl::Span<const Field> fields) {
+  Emit(format, level, msg, fields);
+}
+
 void SetSinkForTesting(std::function<void(absl::string_view)> sink) {
   Output& output = GetOutput();
-  absl::MutexLock lock(&output.mu);
+  std::lock_guard<std::mutex> lock(output.mu);
   output.sink = std::move(sink);
 }
 

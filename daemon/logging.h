@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 namespace hsmd::log {
 
@@ -85,10 +86,21 @@ inline void Error(absl::string_view msg,
   Log(Level::kError, msg, fields);
 }
 
+// Writes one line in `format` whatever the configured level and format:
+// for records that must not be filtered (the audit trail). Same output and
+// lock as Log, so lines never interleave.
+void WriteRecord(Format format, Level level, absl::string_view msg,
+                 absl::Span<const Field> fields);
+
 // Formats a line (without the trailing newline) with timestamp `ts`.
 std::string FormatLine(Format format, absl::string_view ts, Level level,
-                       absl::string_view msg,
-                       std::initializer_list<Field> fields);
+                       absl::string_view msg, absl::Span<const Field> fields);
+inline std::string FormatLine(Format format, absl::string_view ts, Level level,
+                              absl::string_view msg,
+                              std::initializer_list<Field> fields) {
+  return FormatLine(format, ts, level, msg,
+                    absl::Span<const Field>(fields.begin(), fields.size()));
+}
 
 // Test hook: lines (with their newline) go to `sink` instead of stderr;
 // nullptr restores stderr.

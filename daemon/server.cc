@@ -6,8 +6,11 @@
 #include <grpcpp/resource_quota.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <grpcpp/server_posix.h>
 #include <grpcpp/support/server_interceptor.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -70,24 +73,23 @@ class CallCountingFactory
 }  // namespace
 
 void InFlightCalls::Add() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   ++count_;
 }
 
 void InFlightCalls::Done() {
-  absl::MutexLock lock(&mu_);
-  --count_;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (--count_ == 0) zero_.notify_all();
 }
 
 bool InFlightCalls::WaitForZero(absl::Time deadline) {
-  absl::MutexLock lock(&mu_);
-  auto zero = [this]()
-                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return count_ == 0; };
-  return mu_.AwaitWithDeadline(absl::Condition(&zero), deadline);
+  std::unique_lock<std::mutex> lock(mu_);
+  return zero_.wait_until(lock, absl::ToChronoTime(deadline),
+                          [this] { return count_ == 0; });
 }
 
 int64_t InFlightCalls::count() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return count_;
 }
 
@@ -111,14 +113,22 @@ v1::ConfigSummary SummarizeConfig(const config::Config& config,
 }
 
 Server::Server(ServerOptions options,
-               std::unique_ptr<service::BackendRegistry> registry)
+               std::unique_ptr<service::BackendRegistry> registry,
+               std::unique_ptr<policy::Policy> policy)
     : options_(std::move(options)),
       socket_(std::move(options_.socket)),
+      socket_path_(options_.config.listen().socket_path()),
       registry_(std::move(registry)),
+      policy_(std::move(policy)),
+      audit_(
+          options_.audit_output.value_or(AuditLog::OutputFor(options_.config))),
       start_time_(absl::Now()) {
   const config::Limits& limits = options_.config.limits();
   env_.registry = registry_.get();
   env_.stats = &stats_;
+  env_.connections = &connections_;
+  env_.policy = policy_.get();
+  env_.audit = audit_.output() == AuditLog::Output::kOff ? nullptr : &audit_;
   env_.limits.max_message_bytes = limits.max_message_bytes();
   env_.limits.max_random_bytes = limits.max_random_bytes();
   env_.default_deadline = absl::Milliseconds(limits.default_deadline_ms());
@@ -131,25 +141,57 @@ Server::Server(ServerOptions options,
 absl::StatusOr<std::unique_ptr<Server>> Server::New(
     ServerOptions options,
     std::vector<std::unique_ptr<backend::Backend>> backends) {
-  RETURN_IF_ERROR(config::ValidateConfig(options.config, options.config_path));
-  if (options.socket == nullptr) {
-    ASSIGN_OR_RETURN(
-        options.socket,
-        SocketPath::Prepare(options.config.listen().socket_path()));
-  } else if (options.socket->path() != options.config.listen().socket_path()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "prepared socket ", options.socket->path(), " is not the configured ",
-        options.config.listen().socket_path()));
+  // An activated socket is ours from the start: close it on every error.
+  auto fail = [&options](absl::Status status) {
+    if (options.listen_fd.has_value()) close(*options.listen_fd);
+    options.listen_fd.reset();
+    return status;
+  };
+  if (absl::Status s =
+          config::ValidateConfig(options.config, options.config_path);
+      !s.ok()) {
+    return fail(s);
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<service::BackendRegistry> registry,
-                   service::BackendRegistry::New(std::move(backends)));
+  const config::Listen& listen = options.config.listen();
+  if (options.listen_fd.has_value()) {
+    if (options.socket != nullptr) {
+      return fail(absl::InvalidArgumentError(
+          "give either a prepared socket path or an activated socket"));
+    }
+  } else if (options.socket == nullptr) {
+    std::optional<gid_t> group;
+    if (listen.has_socket_group()) {
+      absl::StatusOr<gid_t> gid = config::ResolveGroup(listen.socket_group());
+      if (!gid.ok()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("listen.socket_group: ", gid.status().message()));
+      }
+      group = *gid;
+    }
+    ASSIGN_OR_RETURN(options.socket,
+                     SocketPath::Prepare(listen.socket_path(), group));
+  } else if (options.socket->path() != listen.socket_path()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prepared socket ", options.socket->path(),
+                     " is not the configured ", listen.socket_path()));
+  }
+  absl::StatusOr<std::unique_ptr<policy::Policy>> policy =
+      policy::Policy::New(options.config);
+  if (!policy.ok()) return fail(policy.status());
+  absl::StatusOr<std::unique_ptr<service::BackendRegistry>> registry =
+      service::BackendRegistry::New(std::move(backends));
+  if (!registry.ok()) return fail(registry.status());
   return std::unique_ptr<Server>(
-      new Server(std::move(options), std::move(registry)));
+      new Server(std::move(options), *std::move(registry), *std::move(policy)));
+}
+
+void Server::Notify(const std::string& state) const {
+  if (options_.notify) options_.notify(state);
 }
 
 absl::Status Server::Start() {
   {
-    absl::MutexLock lock(&state_mu_);
+    std::lock_guard<std::mutex> lock(state_mu_);
     if (started_) return absl::FailedPreconditionError("already started");
     started_ = true;
   }
@@ -175,9 +217,9 @@ absl::Status Server::Start() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
+  // No listening port: the acceptor accepts connections itself, to learn
+  // who is calling, and hands each one to the server.
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(absl::StrCat("unix:", socket_->path()),
-                           grpc::InsecureServerCredentials());
   builder.RegisterService(key_service_.get());
   builder.RegisterService(admin_service_.get());
   builder.SetMaxReceiveMessageSize(
@@ -203,26 +245,49 @@ absl::Status Server::Start() {
   quota.SetMaxThreads(static_cast<int>(limits.max_concurrent_requests()) + 2);
   builder.SetResourceQuota(quota);
 
-  // The socket is created by bind(); keep it private until chmod/chown below
-  // gives it the configured mode.
-  mode_t old_umask = umask(0177);
   grpc_server_ = builder.BuildAndStart();
-  umask(old_umask);
   if (grpc_server_ == nullptr) {
     return absl::FailedPreconditionError(
-        absl::StrCat("cannot listen on unix:", socket_->path(),
-                     " (gRPC could not bind it; see the gRPC error above)"));
+        "the gRPC server could not start (see the gRPC error above)");
   }
-  if (absl::Status s = socket_->SetPermissions(mode, gid); !s.ok()) {
+  auto stop_grpc = [this] {
     grpc_server_->Shutdown(std::chrono::system_clock::now());
     grpc_server_->Wait();
     grpc_server_.reset();
-    socket_->RemoveSocket();
-    return s;
+  };
+  int listen_fd = -1;
+  if (options_.listen_fd.has_value()) {
+    listen_fd = *options_.listen_fd;
+    options_.listen_fd.reset();
+  } else {
+    absl::StatusOr<int> fd = socket_->Listen(SOMAXCONN);
+    if (!fd.ok()) {
+      stop_grpc();
+      return fd.status();
+    }
+    if (absl::Status s = socket_->SetPermissions(mode, gid); !s.ok()) {
+      close(*fd);
+      stop_grpc();
+      socket_->RemoveSocket();
+      return s;
+    }
+    listen_fd = *fd;
   }
+  grpc::Server* grpc_server = grpc_server_.get();
+  absl::StatusOr<std::unique_ptr<Acceptor>> acceptor =
+      Acceptor::New(listen_fd, &connections_, [grpc_server](int fd) {
+        grpc::AddInsecureChannelFromFd(grpc_server, fd);
+      });
+  if (!acceptor.ok()) {
+    stop_grpc();
+    if (socket_ != nullptr) socket_->RemoveSocket();
+    return acceptor.status();
+  }
+  acceptor_ = *std::move(acceptor);
+  acceptor_->Start();
 
   {
-    absl::MutexLock lock(&health_mu_);
+    std::lock_guard<std::mutex> lock(health_mu_);
     backend_serving_.assign(registry_->backends().size(), false);
   }
   UpdateHealth(/*force=*/true);
@@ -232,15 +297,22 @@ absl::Status Server::Start() {
   for (const auto& b : registry_->backends()) {
     names.push_back(absl::StrCat(b->name(), "(", b->kind(), ")"));
   }
-  log::Info("hsmd ready", {{"version", kVersion},
-                           {"socket", socket_->path()},
-                           {"backends", absl::StrJoin(names, ",")},
-                           {"serving", serving()}});
+  const char* audit = "off";
+  if (audit_.output() == AuditLog::Output::kJournal) audit = "journal";
+  if (audit_.output() == AuditLog::Output::kStderr) audit = "stderr";
+  log::Info("hsmd ready",
+            {{"version", kVersion},
+             {"socket", socket_path_},
+             {"socket_activated", socket_ == nullptr},
+             {"backends", absl::StrJoin(names, ",")},
+             {"policy", policy_->enforced() ? "enforced" : "none (allow all)"},
+             {"audit", audit},
+             {"serving", serving()}});
   return absl::OkStatus();
 }
 
 bool Server::serving() const {
-  absl::MutexLock lock(&health_mu_);
+  std::lock_guard<std::mutex> lock(health_mu_);
   return serving_;
 }
 
@@ -252,7 +324,7 @@ void Server::UpdateHealth(bool force) {
     now[i] = backends[i]->IsServing();
     all = all && now[i];
   }
-  absl::MutexLock lock(&health_mu_);
+  std::lock_guard<std::mutex> lock(health_mu_);
   if (health_stop_) return;
   for (size_t i = 0; i < backends.size(); ++i) {
     if (!force && now[i] == backend_serving_[i]) continue;
@@ -264,8 +336,20 @@ void Server::UpdateHealth(bool force) {
               {"serving", static_cast<bool>(now[i])}});
   }
   backend_serving_ = now;
+  // Ready for systemd means every backend serves: units ordered after hsmd
+  // start only then.
+  bool just_ready = false;
+  if (all && !ready_notified_) {
+    ready_notified_ = true;
+    just_ready = true;
+    Notify("READY=1\nSTATUS=serving");
+  }
   if (!force && all == serving_) return;
   serving_ = all;
+  if (!just_ready) {
+    Notify(all ? "STATUS=serving"
+               : "STATUS=not serving: a backend is not ready");
+  }
   grpc::HealthCheckServiceInterface* health =
       grpc_server_->GetHealthCheckService();
   if (health == nullptr) return;
@@ -275,39 +359,56 @@ void Server::UpdateHealth(bool force) {
 }
 
 void Server::HealthLoop() {
-  absl::MutexLock lock(&health_mu_);
+  const absl::Duration watchdog = options_.watchdog_interval;
+  std::unique_lock<std::mutex> lock(health_mu_);
+  next_watchdog_ping_ = absl::Now();
   while (!health_stop_) {
-    health_mu_.AwaitWithTimeout(absl::Condition(&health_stop_),
-                                options_.health_poll_interval);
+    absl::Duration wait = options_.health_poll_interval;
+    if (watchdog > absl::ZeroDuration()) {
+      wait = std::min(wait, std::max(absl::ZeroDuration(),
+                                     next_watchdog_ping_ - absl::Now()));
+    }
+    health_cv_.wait_for(lock, absl::ToChronoNanoseconds(wait),
+                        [this] { return health_stop_; });
     if (health_stop_) break;
-    health_mu_.Unlock();
+    lock.unlock();
     UpdateHealth(/*force=*/false);
-    health_mu_.Lock();
+    lock.lock();
+    // Pinged from this loop, after polling the backends: a poll that hangs
+    // stops the pings and systemd restarts hsmd.
+    if (watchdog > absl::ZeroDuration() && absl::Now() >= next_watchdog_ping_) {
+      Notify("WATCHDOG=1");
+      next_watchdog_ping_ = absl::Now() + watchdog;
+    }
   }
 }
 
 void Server::Shutdown(absl::Duration grace) {
   {
-    absl::MutexLock lock(&state_mu_);
+    std::unique_lock<std::mutex> lock(state_mu_);
     if (shutting_down_) {
-      state_mu_.Await(absl::Condition(&shut_down_));
+      state_cv_.wait(lock, [this] { return shut_down_; });
       return;
     }
     shutting_down_ = true;
   }
   bool started;
   {
-    absl::MutexLock lock(&state_mu_);
+    std::lock_guard<std::mutex> lock(state_mu_);
     started = started_ && grpc_server_ != nullptr;
   }
   if (started) {
     log::Info("shutting down",
               {{"grace_ms", absl::ToInt64Milliseconds(grace)}});
+    Notify("STOPPING=1\nSTATUS=shutting down");
+    // No new connections from here on.
+    if (acceptor_ != nullptr) acceptor_->Stop();
     {
-      absl::MutexLock lock(&health_mu_);
+      std::lock_guard<std::mutex> lock(health_mu_);
       health_stop_ = true;
       serving_ = false;
     }
+    health_cv_.notify_all();
     if (health_thread_.joinable()) health_thread_.join();
     if (auto* health = grpc_server_->GetHealthCheckService()) {
       health->SetServingStatus(false);
@@ -338,15 +439,18 @@ void Server::Shutdown(absl::Duration grace) {
     b->Shutdown();
     log::Info("backend shut down", {{"backend", b->name()}});
   }
-  if (started) socket_->RemoveSocket();
+  if (started && socket_ != nullptr) socket_->RemoveSocket();
   if (started) log::Info("hsmd stopped");
-  absl::MutexLock lock(&state_mu_);
-  shut_down_ = true;
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    shut_down_ = true;
+  }
+  state_cv_.notify_all();
 }
 
 void Server::Wait() {
-  absl::MutexLock lock(&state_mu_);
-  state_mu_.Await(absl::Condition(&shut_down_));
+  std::unique_lock<std::mutex> lock(state_mu_);
+  state_cv_.wait(lock, [this] { return shut_down_; });
 }
 
 Server::~Server() { Shutdown(absl::ZeroDuration()); }

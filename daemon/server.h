@@ -1,5 +1,7 @@
-// The hsmd server: owns the backends, the gRPC server on the Unix socket,
-// the services, the health status and the stats.
+// The hsmd server: owns the backends, the listening Unix socket and the
+// acceptor that identifies every caller (acceptor.h), the gRPC server, the
+// services, the access policy, the audit trail, the health status and the
+// stats.
 //
 //   auto server = Server::New(std::move(options), std::move(backends));
 //   RETURN_IF_ERROR((*server)->Start());   // listening, "hsmd ready" logged
@@ -12,7 +14,12 @@
 // ServerOptions::health_poll_interval) and logs each change. Server
 // reflection is enabled (grpcurl list / describe work).
 //
-// Shutdown(grace): health goes NOT_SERVING, the server stops accepting,
+// systemd (ServerOptions::notify): READY=1 once every backend serves (not
+// before), STATUS= on each health change, WATCHDOG=1 every
+// watchdog_interval from the health thread (so a wedged backend poll stops
+// the pings), STOPPING=1 when shutdown begins.
+//
+// Shutdown(grace): health goes NOT_SERVING, the acceptor stops,
 // in-flight requests get up to `grace` to finish (then they are cancelled),
 // the backends are shut down (sessions closed, logout, finalize), and the
 // socket file is removed.
@@ -21,7 +28,11 @@
 
 #include <grpcpp/server.h>
 
+#include <condition_variable>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,10 +40,13 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "daemon/acceptor.h"
+#include "daemon/audit.h"
 #include "daemon/backend/backend.h"
 #include "daemon/config/config.pb.h"
+#include "daemon/connection_registry.h"
+#include "daemon/policy/policy.h"
 #include "daemon/service/admin_service.h"
 #include "daemon/service/backend_registry.h"
 #include "daemon/service/key_service.h"
@@ -53,7 +67,9 @@ class InFlightCalls {
   int64_t count() const;
 
  private:
-  mutable absl::Mutex mu_;
+  // std::mutex, not absl::Mutex: Debian's Abseil is invisible to TSan.
+  mutable std::mutex mu_;
+  std::condition_variable zero_;
   int64_t count_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
@@ -66,9 +82,19 @@ struct ServerOptions {
   // How often the health thread polls the backends.
   absl::Duration health_poll_interval = absl::Milliseconds(200);
   // A socket path already prepared (SocketPath::Prepare) by the caller, e.g.
-  // to refuse to start before loading the HSM module; when null, New
-  // prepares config.listen().socket_path() itself.
+  // to refuse to start before loading the HSM module; when null (and there
+  // is no listen_fd), New prepares config.listen().socket_path() itself.
   std::unique_ptr<SocketPath> socket;
+  // A listening socket from socket activation (systemd.h), owned by the
+  // server from now on; the socket file is then systemd's: never created,
+  // chmod'ed or removed by hsmd.
+  std::optional<int> listen_fd;
+  // Receives sd_notify-style states ("READY=1"); null for none.
+  std::function<void(const std::string&)> notify;
+  // WATCHDOG=1 interval (half of WatchdogSec=); zero for none.
+  absl::Duration watchdog_interval = absl::ZeroDuration();
+  // Audit output; nullopt: from config.audit (AuditLog::OutputFor).
+  std::optional<AuditLog::Output> audit_output;
 };
 
 class Server {
@@ -87,8 +113,8 @@ class Server {
   // Shuts down (without grace) if still running.
   ~Server();
 
-  // Binds the socket, sets its mode and group, starts serving and the
-  // health thread. Call once.
+  // Binds the socket (unless socket-activated), sets its mode and group,
+  // starts serving, accepting and the health thread. Call once.
   absl::Status Start();
 
   // Blocks until Shutdown has completed.
@@ -97,22 +123,30 @@ class Server {
   // Thread-safe and idempotent; returns when shutdown is complete.
   void Shutdown(absl::Duration grace);
 
-  const std::string& socket_path() const { return socket_->path(); }
+  const std::string& socket_path() const { return socket_path_; }
   // The last health state published (true = SERVING).
   bool serving() const;
   service::Stats& stats() { return stats_; }
+  ConnectionRegistry& connections() { return connections_; }
 
  private:
   Server(ServerOptions options,
-         std::unique_ptr<service::BackendRegistry> registry);
+         std::unique_ptr<service::BackendRegistry> registry,
+         std::unique_ptr<policy::Policy> policy);
 
+  void Notify(const std::string& state) const;
   void HealthLoop();
   // Publishes the backends' readiness; logs changes.
   void UpdateHealth(bool force) ABSL_LOCKS_EXCLUDED(health_mu_);
 
   ServerOptions options_;
   std::unique_ptr<SocketPath> socket_;
+  const std::string socket_path_;
   std::unique_ptr<service::BackendRegistry> registry_;
+  std::unique_ptr<policy::Policy> policy_;
+  AuditLog audit_;
+  ConnectionRegistry connections_;
+  std::unique_ptr<Acceptor> acceptor_;
   service::Stats stats_;
   service::ServiceEnv env_;
   InFlightCalls in_flight_;
@@ -121,13 +155,17 @@ class Server {
   std::unique_ptr<service::AdminService> admin_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
 
-  mutable absl::Mutex health_mu_;
+  mutable std::mutex health_mu_;
+  std::condition_variable health_cv_;
   bool health_stop_ ABSL_GUARDED_BY(health_mu_) = false;
   bool serving_ ABSL_GUARDED_BY(health_mu_) = false;
   std::vector<bool> backend_serving_ ABSL_GUARDED_BY(health_mu_);
+  bool ready_notified_ ABSL_GUARDED_BY(health_mu_) = false;
+  absl::Time next_watchdog_ping_ ABSL_GUARDED_BY(health_mu_);
   std::thread health_thread_;
 
-  absl::Mutex state_mu_;
+  std::mutex state_mu_;
+  std::condition_variable state_cv_;
   bool started_ ABSL_GUARDED_BY(state_mu_) = false;
   bool shutting_down_ ABSL_GUARDED_BY(state_mu_) = false;
   bool shut_down_ ABSL_GUARDED_BY(state_mu_) = false;

@@ -18,8 +18,10 @@ namespace {
 
 std::string Errno(int err) { return std::strerror(err); }
 
-// mkdir -p with mode 0750 for every directory created.
-absl::Status MakeDirectories(const std::string& dir) {
+// mkdir -p with mode 0750 for every directory created; the last one gets
+// `group` when given.
+absl::Status MakeDirectories(const std::string& dir,
+                             std::optional<gid_t> group) {
   if (dir.empty()) return absl::OkStatus();
   struct stat st;
   if (stat(dir.c_str(), &st) == 0) {
@@ -31,13 +33,20 @@ absl::Status MakeDirectories(const std::string& dir) {
   }
   size_t slash = dir.find_last_of('/');
   if (slash != std::string::npos && slash > 0) {
-    if (absl::Status s = MakeDirectories(dir.substr(0, slash)); !s.ok()) {
+    if (absl::Status s = MakeDirectories(dir.substr(0, slash), std::nullopt);
+        !s.ok()) {
       return s;
     }
   }
   if (mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
     return absl::FailedPreconditionError(absl::StrCat(
         "cannot create socket directory ", dir, ": ", Errno(errno)));
+  }
+  if (group.has_value() &&
+      chown(dir.c_str(), static_cast<uid_t>(-1), *group) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot give socket directory ", dir, " to group ", *group,
+                     ": ", Errno(errno)));
   }
   // mkdir's mode is filtered by the umask; make it exactly 0750.
   if (chmod(dir.c_str(), 0750) != 0) {
@@ -65,7 +74,7 @@ bool SomethingListensOn(const std::string& path) {
 }
 
 absl::StatusOr<std::unique_ptr<SocketPath>> SocketPath::Prepare(
-    std::string path) {
+    std::string path, std::optional<gid_t> directory_group) {
   if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path)) {
     return absl::InvalidArgumentError(
         absl::StrCat("socket path \"", path, "\" is empty or longer than ",
@@ -73,7 +82,9 @@ absl::StatusOr<std::unique_ptr<SocketPath>> SocketPath::Prepare(
   }
   size_t slash = path.find_last_of('/');
   if (slash != std::string::npos && slash > 0) {
-    if (absl::Status s = MakeDirectories(path.substr(0, slash)); !s.ok()) {
+    if (absl::Status s =
+            MakeDirectories(path.substr(0, slash), directory_group);
+        !s.ok()) {
       return s;
     }
   }
@@ -119,6 +130,42 @@ absl::StatusOr<std::unique_ptr<SocketPath>> SocketPath::Prepare(
 }
 
 SocketPath::~SocketPath() { close(lock_fd_); }
+
+absl::StatusOr<int> SocketPath::Listen(int backlog) const {
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  if (path_.size() >= sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("socket path ", path_, " is too long"));
+  }
+  std::memcpy(addr.sun_path, path_.data(), path_.size());
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("socket(AF_UNIX): ", Errno(errno)));
+  }
+  // bind() creates the file with the umask applied: keep it private until
+  // SetPermissions gives it the configured mode and group. (The umask is
+  // process-wide; nothing else creates files while the daemon starts.)
+  const mode_t old_umask = umask(0177);
+  const int rc =
+      bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+  const int bind_errno = errno;
+  umask(old_umask);
+  if (rc != 0) {
+    close(fd);
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot bind ", path_, ": ", Errno(bind_errno)));
+  }
+  if (listen(fd, backlog) != 0) {
+    const int err = errno;
+    close(fd);
+    RemoveSocket();
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot listen on ", path_, ": ", Errno(err)));
+  }
+  return fd;
+}
 
 absl::Status SocketPath::SetPermissions(uint32_t mode,
                                         std::optional<gid_t> gid) const {

@@ -1,11 +1,12 @@
 // Preparing the daemon's Unix socket path safely.
 //
-// SocketPath::Prepare makes the path usable before gRPC binds it:
-//  - creates the socket's directory (and missing parents) with mode 0750;
+// SocketPath::Prepare makes the path usable before hsmd binds it:
+//  - creates the socket's directory (and missing parents) with mode 0750,
+//    the socket's own directory owned by the socket group when one is given
+//    (so the group's members can reach the socket);
 //  - takes an exclusive flock on "<path>.lock", held for the daemon's
-//    lifetime, so two daemons never race for one path (gRPC itself unlinks
-//    an existing socket file before binding, which would silently steal a
-//    live daemon's socket);
+//    lifetime, so two daemons never race for one path (binding over an
+//    unlinked socket file would silently steal a live daemon's clients);
 //  - refuses when another process accepts connections on the path;
 //  - removes a stale socket file (nothing listening: connect() is refused);
 //  - refuses to touch a path that exists and is not a socket.
@@ -28,7 +29,8 @@ class SocketPath {
  public:
   // FAILED_PRECONDITION when another daemon holds the lock or listens on the
   // path, or the path is not a socket; other errors name the path and errno.
-  static absl::StatusOr<std::unique_ptr<SocketPath>> Prepare(std::string path);
+  static absl::StatusOr<std::unique_ptr<SocketPath>> Prepare(
+      std::string path, std::optional<gid_t> directory_group = std::nullopt);
 
   SocketPath(const SocketPath&) = delete;
   SocketPath& operator=(const SocketPath&) = delete;
@@ -36,6 +38,11 @@ class SocketPath {
   ~SocketPath();
 
   const std::string& path() const { return path_; }
+
+  // Creates, binds (with no permissions for anyone but the owner until
+  // SetPermissions) and listens on the socket; returns the listening fd
+  // (SOCK_CLOEXEC | SOCK_NONBLOCK).
+  absl::StatusOr<int> Listen(int backlog) const;
 
   // After bind: chmod to `mode`, and chgrp to `gid` when given.
   absl::Status SetPermissions(uint32_t mode, std::optional<gid_t> gid) const;

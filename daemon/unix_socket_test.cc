@@ -54,6 +54,38 @@ TEST_F(SocketPathTest, CreatesDirectoryWithMode0750) {
   EXPECT_EQ(st.st_mode & 07777, 0750u);
 }
 
+TEST_F(SocketPathTest, GivesTheSocketDirectoryToTheSocketGroup) {
+  std::string path = absl::StrCat(dir_, "/run/hsmd/hsmd.sock");
+  absl::StatusOr<std::unique_ptr<SocketPath>> socket =
+      SocketPath::Prepare(path, getgid());
+  ASSERT_TRUE(socket.ok()) << socket.status();
+  struct stat st;
+  ASSERT_EQ(stat(absl::StrCat(dir_, "/run/hsmd").c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, getgid());
+  EXPECT_EQ(st.st_mode & 07777, 0750u);
+}
+
+TEST_F(SocketPathTest, ListensWithCloseOnExecAndPrivateMode) {
+  std::string path = absl::StrCat(dir_, "/hsmd.sock");
+  auto socket = SocketPath::Prepare(path);
+  ASSERT_TRUE(socket.ok());
+  absl::StatusOr<int> fd = (*socket)->Listen(4);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  EXPECT_NE(fcntl(*fd, F_GETFD) & FD_CLOEXEC, 0);
+  EXPECT_NE(fcntl(*fd, F_GETFL) & O_NONBLOCK, 0);
+  struct stat st;
+  ASSERT_EQ(lstat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  // Owner only until SetPermissions.
+  EXPECT_EQ(st.st_mode & 0077, 0u);
+  EXPECT_TRUE(SomethingListensOn(path));
+  // Binding again fails with a clear message.
+  absl::StatusOr<int> again = (*socket)->Listen(4);
+  EXPECT_THAT(std::string(again.status().message()),
+              HasSubstr("cannot bind " + path));
+  close(*fd);
+}
+
 TEST_F(SocketPathTest, SecondPrepareIsRefusedWhileLocked) {
   std::string path = absl::StrCat(dir_, "/hsmd.sock");
   auto first = SocketPath::Prepare(path);

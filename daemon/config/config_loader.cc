@@ -7,7 +7,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
@@ -16,6 +18,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "daemon/policy/policy.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 
@@ -51,13 +56,60 @@ class CollectingErrorCollector : public google::protobuf::io::ErrorCollector {
   std::vector<std::string> errors_;
 };
 
-// Accumulates semantic errors as "FILE: FIELD: message".
+using google::protobuf::Descriptor;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::TextFormat;
+
+// Where a field path ("backends[0].pkcs11.module_path") appears in the
+// parsed text: the field itself, or the innermost enclosing block present
+// when the field is absent (as for "is required"). Lines and columns are
+// 1-based; nullopt when nothing of the path is in the text.
+std::optional<std::pair<int, int>> Locate(const TextFormat::ParseInfoTree* tree,
+                                          absl::string_view path) {
+  const Descriptor* descriptor = Config::descriptor();
+  std::optional<std::pair<int, int>> found;
+  for (absl::string_view segment : absl::StrSplit(path, '.')) {
+    if (tree == nullptr || descriptor == nullptr) break;
+    int index = -1;
+    absl::string_view name = segment;
+    if (size_t bracket = segment.find('[');
+        bracket != absl::string_view::npos) {
+      name = segment.substr(0, bracket);
+      absl::string_view digits = segment.substr(bracket + 1);
+      if (!digits.empty() && digits.back() == ']') digits.remove_suffix(1);
+      if (!absl::SimpleAtoi(digits, &index)) break;
+    }
+    const FieldDescriptor* field =
+        descriptor->FindFieldByName(std::string(name));
+    if (field == nullptr) break;
+    // A repeated field named without an index: point at its first entry.
+    if (field->is_repeated() && index < 0) index = 0;
+    TextFormat::ParseLocation location = tree->GetLocation(field, index);
+    if (location.line < 0) break;
+    found = std::make_pair(location.line + 1, location.column + 1);
+    if (field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) break;
+    tree = tree->GetTreeForNested(field, index);
+    descriptor = field->message_type();
+  }
+  return found;
+}
+
+// Accumulates semantic errors as "FILE:LINE:COL: FIELD: message" (or
+// "FILE: FIELD: message" when the text is not at hand).
 class Validator {
  public:
-  explicit Validator(absl::string_view filename) : filename_(filename) {}
+  Validator(absl::string_view filename, const TextFormat::ParseInfoTree* tree)
+      : filename_(filename), tree_(tree) {}
 
   void Error(absl::string_view field, absl::string_view message) {
-    errors_.push_back(absl::StrCat(filename_, ": ", field, ": ", message));
+    std::optional<std::pair<int, int>> at;
+    if (tree_ != nullptr) at = Locate(tree_, field);
+    if (at.has_value()) {
+      errors_.push_back(absl::StrCat(filename_, ":", at->first, ":", at->second,
+                                     ": ", field, ": ", message));
+    } else {
+      errors_.push_back(absl::StrCat(filename_, ": ", field, ": ", message));
+    }
   }
 
   absl::Status Result() const {
@@ -75,6 +127,7 @@ class Validator {
 
  private:
   std::string filename_;
+  const TextFormat::ParseInfoTree* tree_;
   std::vector<std::string> errors_;
 };
 
@@ -215,6 +268,24 @@ void ValidateLimits(const Limits& limits, Validator& v) {
                          limits.max_concurrent_requests(), 8, 4096);
 }
 
+void ValidateAccess(const Config& config, Validator& v) {
+  if (!config.has_policy()) return;
+  policy::ValidatePolicy(config.policy(), [&v](const std::string& field,
+                                               const std::string& message) {
+    v.Error(absl::StrCat("policy.", field), message);
+  });
+}
+
+absl::Status Validate(const Config& config, absl::string_view filename,
+                      const TextFormat::ParseInfoTree* tree) {
+  Validator v(filename, tree);
+  ValidateListen(config.listen(), v);
+  ValidateBackends(config, v);
+  ValidateLimits(config.limits(), v);
+  ValidateAccess(config, v);
+  return v.Result();
+}
+
 }  // namespace
 
 absl::StatusOr<uint32_t> ParseSocketMode(absl::string_view mode) {
@@ -258,19 +329,17 @@ absl::StatusOr<gid_t> ResolveGroup(absl::string_view group) {
 }
 
 absl::Status ValidateConfig(const Config& config, absl::string_view filename) {
-  Validator v(filename);
-  ValidateListen(config.listen(), v);
-  ValidateBackends(config, v);
-  ValidateLimits(config.limits(), v);
-  return v.Result();
+  return Validate(config, filename, /*tree=*/nullptr);
 }
 
 absl::StatusOr<Config> ParseConfig(absl::string_view text,
                                    absl::string_view filename) {
   Config config;
   CollectingErrorCollector collector(filename);
-  google::protobuf::TextFormat::Parser parser;
+  TextFormat::Parser parser;
+  TextFormat::ParseInfoTree tree;
   parser.RecordErrorsTo(&collector);
+  parser.WriteLocationsTo(&tree);
   // Unknown fields are typos: reject them (the parser's default, made
   // explicit because a silently ignored PIN setting would be dangerous).
   parser.AllowUnknownField(false);
@@ -285,7 +354,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view text,
   if (!collector.errors().empty()) {
     return absl::InvalidArgumentError(absl::StrJoin(collector.errors(), "\n"));
   }
-  if (absl::Status s = ValidateConfig(config, filename); !s.ok()) return s;
+  if (absl::Status s = Validate(config, filename, &tree); !s.ok()) return s;
   return config;
 }
 

@@ -155,7 +155,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         SemanticCase{"", "hsmd.conf: backends: at least one backend"},
         SemanticCase{WithBackend("token_label: \"t\" pin { file: \"/p\" }"),
-                     "hsmd.conf: backends[0].pkcs11.module_path: is required"},
+                     "hsmd.conf:1:24: backends[0].pkcs11.module_path: is "
+                     "required"},
         SemanticCase{
             WithBackend("module_path: \"m.so\" token_label: \"t\" pin { "
                         "file: \"/p\" }"),

@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <openssl/crypto.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -15,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "daemon/logging.h"
 
 namespace hsmd::config {
 namespace {
@@ -31,6 +34,51 @@ absl::Status OpenError(const std::string& path, int err) {
       return absl::PermissionDeniedError(message);
     default:
       return absl::FailedPreconditionError(message);
+  }
+}
+
+// The buffer a PIN file is read into: its own mapping, locked into RAM
+// (best effort) and left out of core dumps, wiped before it is unmapped.
+class ReadBuffer {
+ public:
+  static constexpr size_t kBytes = 4096;
+  static_assert(kBytes >= kMaxPinBytes + 2, "room for the PIN and CR LF");
+
+  ReadBuffer() {
+    void* p = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return;
+    data_ = static_cast<char*>(p);
+    locked_ = mlock(data_, kBytes) == 0;
+#ifdef MADV_DONTDUMP
+    madvise(data_, kBytes, MADV_DONTDUMP);
+#endif
+  }
+  ReadBuffer(const ReadBuffer&) = delete;
+  ReadBuffer& operator=(const ReadBuffer&) = delete;
+  ~ReadBuffer() {
+    if (data_ == nullptr) return;
+    OPENSSL_cleanse(data_, kBytes);
+    if (locked_) munlock(data_, kBytes);
+    munmap(data_, kBytes);
+  }
+
+  char* data() { return data_; }
+  bool locked() const { return locked_; }
+
+ private:
+  char* data_ = nullptr;
+  bool locked_ = false;
+};
+
+// mlock fails when RLIMIT_MEMLOCK is used up (or 0): the PIN still works but
+// may reach swap. Worth one debug line per process, not one per login.
+void NoteUnlocked() {
+  static std::atomic<bool> logged{false};
+  if (!logged.exchange(true)) {
+    log::Debug(
+        "PIN memory could not be locked (mlock failed; RLIMIT_MEMLOCK?); "
+        "continuing without");
   }
 }
 
@@ -57,10 +105,14 @@ absl::StatusOr<SecretString> ReadPinFile(const std::string& path) {
         "group or others (chmod 0600 %s)",
         path, st.st_mode & 07777, path));
   }
-  // A fixed buffer, wiped on every path, so no stray copy of the PIN stays
-  // in freed memory.
-  char data[kMaxPinBytes + 2];
-  absl::Cleanup wipe = [&data] { OPENSSL_cleanse(data, sizeof(data)); };
+  // One buffer, locked and wiped on every path, so no stray copy of the PIN
+  // stays in freed memory or swap.
+  ReadBuffer buffer;
+  char* data = buffer.data();
+  if (data == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate memory to read PIN file ", path));
+  }
   size_t total = 0;
   while (total < kMaxPinBytes + 2) {
     ssize_t n = read(fd, data + total, kMaxPinBytes + 2 - total);
@@ -86,7 +138,9 @@ absl::StatusOr<SecretString> ReadPinFile(const std::string& path) {
     return absl::InvalidArgumentError(
         absl::StrCat("PIN file ", path, " is empty"));
   }
-  return SecretString(std::string(data, len));
+  SecretString pin = SecretString::CopyOf(absl::string_view(data, len));
+  if (!buffer.locked() || !pin.locked()) NoteUnlocked();
+  return pin;
 }
 
 absl::StatusOr<SecretString> ReadPinCredential(absl::string_view name) {

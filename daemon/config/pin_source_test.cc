@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -142,6 +143,44 @@ TEST(PinSourceDescribeTest, NamesSourceNotSecret) {
   EXPECT_EQ(DescribePinSource(pin), "file:/etc/hsmd/user.pin");
   pin.set_credential("hsmd-pin");
   EXPECT_EQ(DescribePinSource(pin), "credential:hsmd-pin");
+}
+
+// The PIN lives in locked memory (kept out of swap) when RLIMIT_MEMLOCK
+// allows, is NUL-terminated, and is gone after Clear.
+TEST_F(PinSourceTest, PinMemoryIsLockedAndWiped) {
+  absl::StatusOr<SecretString> pin =
+      ReadPinFile(Write("l.pin", "locked-pin\n", 0600));
+  ASSERT_TRUE(pin.ok()) << pin.status();
+  rlimit limit;
+  ASSERT_EQ(getrlimit(RLIMIT_MEMLOCK, &limit), 0);
+  if (limit.rlim_cur >= 64 * 1024) {
+    EXPECT_TRUE(pin->locked());
+  }
+  EXPECT_STREQ(pin->data(), "locked-pin");
+  SecretString moved = *std::move(pin);
+  EXPECT_EQ(moved.view(), "locked-pin");
+  EXPECT_TRUE(pin->empty());
+  moved.Clear();
+  EXPECT_TRUE(moved.empty());
+  EXPECT_FALSE(moved.locked());
+  EXPECT_STREQ(moved.data(), "");
+}
+
+// Without RLIMIT_MEMLOCK the PIN still works, unlocked.
+TEST_F(PinSourceTest, WorksWhenMemoryCannotBeLocked) {
+  rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_MEMLOCK, &saved), 0);
+  rlimit none = {0, saved.rlim_max};
+  ASSERT_EQ(setrlimit(RLIMIT_MEMLOCK, &none), 0);
+  absl::StatusOr<SecretString> pin =
+      ReadPinFile(Write("u.pin", "unlocked\n", 0600));
+  ASSERT_EQ(setrlimit(RLIMIT_MEMLOCK, &saved), 0);
+  ASSERT_TRUE(pin.ok()) << pin.status();
+  EXPECT_EQ(pin->view(), "unlocked");
+  // Root may lock regardless of the limit (CAP_IPC_LOCK).
+  if (geteuid() != 0) {
+    EXPECT_FALSE(pin->locked());
+  }
 }
 
 }  // namespace

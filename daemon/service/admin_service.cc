@@ -4,10 +4,13 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "daemon/version.h"
 
 namespace hsmd::service {
+
+using policy::Op;
 
 AdminService::AdminService(const ServiceEnv& env,
                            v1::ConfigSummary config_summary,
@@ -23,12 +26,23 @@ grpc::Status AdminService::GenerateKey(grpc::ServerContext* context,
   RequestScope scope(env_, context, "GenerateKey");
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateGenerateKey(*request));
+    std::string action =
+        absl::StrCat("generate key \"", request->label().substr(0, 128), "\"");
+    RETURN_IF_ERROR(scope.AuthorizeSomeKey(Op::kAdmin, action));
     ASSIGN_OR_RETURN(backend::Backend * backend,
                      env_.registry->ForGenerateKey(request->backend()));
+    // The key as it will be: the policy decides before it exists.
+    policy::KeyAttributes attrs;
+    attrs.backend = backend->name();
+    attrs.token_label = backend->GetStatus().token_label();
+    attrs.label = request->label();
+    attrs.id = request->id();
+    absl::StrAppend(&action, " on backend ", backend->name());
+    RETURN_IF_ERROR(scope.Authorize(Op::kAdmin, &attrs, action));
     ASSIGN_OR_RETURN(v1::Key key, backend->GenerateKey(*request, scope.ctx()));
     // A new key can make a cached reference ambiguous.
     env_.registry->ForgetRoutes();
-    scope.SetKey(key.key_id(), key.label());
+    scope.SetResolvedKey(key);
     *response->mutable_key() = std::move(key);
     return absl::OkStatus();
   }();
@@ -42,9 +56,13 @@ grpc::Status AdminService::DeleteKey(grpc::ServerContext* context,
   scope.SetKeyRef(request->key());
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateDeleteKey(*request));
+    const std::string action = absl::StrCat("delete ", scope.key_ref());
+    RETURN_IF_ERROR(scope.AuthorizeSomeKey(Op::kAdmin, action));
     ASSIGN_OR_RETURN(BackendRegistry::Route route,
                      env_.registry->Resolve(request->key(), scope.ctx()));
-    scope.SetKey(route.key_id, route.key_label);
+    scope.SetResolvedKey(route);
+    const policy::KeyAttributes attrs = AttributesOf(route);
+    RETURN_IF_ERROR(scope.Authorize(Op::kAdmin, &attrs, action));
     absl::StatusOr<uint32_t> deleted =
         route.backend->DeleteKey(request->key(), scope.ctx());
     env_.registry->ForgetRoutes();
@@ -59,6 +77,11 @@ grpc::Status AdminService::GetStatus(grpc::ServerContext* context,
                                      const v1::GetStatusRequest* /*request*/,
                                      v1::GetStatusResponse* response) {
   RequestScope scope(env_, context, "GetStatus");
+  if (absl::Status s =
+          scope.Authorize(Op::kStatus, nullptr, "read the daemon status");
+      !s.ok()) {
+    return scope.Finish(std::move(s));
+  }
   response->set_version(std::string(kVersion));
   response->mutable_start_time()->set_seconds(absl::ToUnixSeconds(start_time_));
   response->mutable_start_time()->set_nanos(
@@ -79,6 +102,10 @@ grpc::Status AdminService::GetStats(grpc::ServerContext* context,
                                     const v1::GetStatsRequest* /*request*/,
                                     v1::GetStatsResponse* response) {
   RequestScope scope(env_, context, "GetStats");
+  if (absl::Status s = scope.Authorize(Op::kStatus, nullptr, "read statistics");
+      !s.ok()) {
+    return scope.Finish(std::move(s));
+  }
   *response = env_.stats->Snapshot();
   return scope.Finish(absl::OkStatus());
 }

@@ -73,7 +73,7 @@ absl::StatusOr<BackendRegistry::Route> BackendRegistry::Resolve(
     const v1::KeyRef& ref, const backend::RequestContext& ctx) {
   const std::string key = CacheKey(ref);
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (auto it = routes_.find(key); it != routes_.end()) return it->second;
   }
   absl::StatusOr<std::vector<backend::Backend*>> candidates =
@@ -84,8 +84,10 @@ absl::StatusOr<BackendRegistry::Route> BackendRegistry::Resolve(
   for (backend::Backend* b : *candidates) {
     absl::StatusOr<v1::Key> found = b->GetKey(ref, ctx);
     if (found.ok()) {
-      Route route{b, found->key_id(), found->label()};
-      absl::MutexLock lock(&mu_);
+      Route route{
+          b,           found->key_id(), found->label(), found->token_label(),
+          found->id(), found->uri()};
+      std::lock_guard<std::mutex> lock(mu_);
       if (routes_.size() >= kMaxCachedRoutes) routes_.clear();
       routes_[key] = route;
       return route;
@@ -105,21 +107,16 @@ void BackendRegistry::Observe(const v1::KeyRef& ref, const absl::Status& status,
                               absl::string_view key_id) {
   if (status.ok() && key_id.empty()) return;
   if (!status.ok() && status.code() != absl::StatusCode::kNotFound) return;
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = routes_.find(CacheKey(ref));
   if (it == routes_.end()) return;
-  if (!status.ok()) {
-    routes_.erase(it);
-  } else if (it->second.key_id != key_id) {
-    // The reference now names different key material (key re-created):
-    // the old label may be wrong too.
-    it->second.key_id = std::string(key_id);
-    it->second.key_label.clear();
-  }
+  // The reference now names different key material (key re-created): its
+  // attributes may differ too.
+  if (!status.ok() || it->second.key_id != key_id) routes_.erase(it);
 }
 
 void BackendRegistry::ForgetRoutes() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   routes_.clear();
 }
 

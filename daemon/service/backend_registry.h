@@ -13,6 +13,7 @@
 #define HSMD_DAEMON_SERVICE_BACKEND_REGISTRY_H_
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,6 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "daemon/backend/backend.h"
 #include "hsmd/v1/hsmd.pb.h"
 
@@ -36,12 +36,17 @@ class BackendRegistry {
   static absl::StatusOr<std::unique_ptr<BackendRegistry>> New(
       std::vector<std::unique_ptr<backend::Backend>> backends);
 
+  // What the key lookup found (every reference is looked up once, then
+  // cached). The attributes are those the access policy matches.
   struct Route {
     backend::Backend* backend = nullptr;
-    // Known when the registry had to (or already did) look the key up;
-    // empty otherwise.
     std::string key_id;
     std::string key_label;
+    std::string token_label;
+    // CKA_ID (raw bytes).
+    std::string id;
+    // The key's canonical URI.
+    std::string uri;
   };
 
   // The backend serving `ref`. Errors: INVALID_ARGUMENT for an unsupported
@@ -51,9 +56,9 @@ class BackendRegistry {
   absl::StatusOr<Route> Resolve(const v1::KeyRef& ref,
                                 const backend::RequestContext& ctx);
 
-  // Tells the registry how an operation routed for `ref` ended: NOT_FOUND
-  // drops the cached route; success with a different `key_id` (the key was
-  // re-created) updates it.
+  // Tells the registry how an operation routed for `ref` ended: NOT_FOUND,
+  // or success with a different `key_id` (the key was re-created), drops
+  // the cached route, so the next request looks the key up afresh.
   void Observe(const v1::KeyRef& ref, const absl::Status& status,
                absl::string_view key_id);
   // Drops every cached route (after DeleteKey / GenerateKey).
@@ -89,7 +94,7 @@ class BackendRegistry {
       const v1::KeyRef& ref, absl::string_view field) const;
 
   const std::vector<std::unique_ptr<backend::Backend>> backends_;
-  absl::Mutex mu_;
+  std::mutex mu_;
   absl::flat_hash_map<std::string, Route> routes_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -52,6 +52,10 @@ TEST_F(BackendRegistryTest, RoutesByLookupAndCaches) {
   EXPECT_EQ(route->backend, b_);
   EXPECT_EQ(route->key_id, key_b_.key_id());
   EXPECT_EQ(route->key_label, "kb");
+  // What the access policy matches.
+  EXPECT_EQ(route->token_label, key_b_.token_label());
+  EXPECT_EQ(route->id, key_b_.id());
+  EXPECT_EQ(route->uri, key_b_.uri());
   EXPECT_EQ(b_->CallCount("GetKey"), 1u);
   // Cached: no second lookup.
   ASSERT_TRUE(registry_->Resolve(ref, {}).ok());
@@ -60,6 +64,14 @@ TEST_F(BackendRegistryTest, RoutesByLookupAndCaches) {
   registry_->Observe(ref, absl::NotFoundError("gone"), "");
   ASSERT_TRUE(registry_->Resolve(ref, {}).ok());
   EXPECT_EQ(b_->CallCount("GetKey"), 2u);
+  // Success with another key id (the key was re-created) drops it too: its
+  // attributes are looked up afresh.
+  registry_->Observe(ref, absl::OkStatus(), "another-key-id");
+  ASSERT_TRUE(registry_->Resolve(ref, {}).ok());
+  EXPECT_EQ(b_->CallCount("GetKey"), 3u);
+  registry_->Observe(ref, absl::OkStatus(), key_b_.key_id());
+  ASSERT_TRUE(registry_->Resolve(ref, {}).ok());
+  EXPECT_EQ(b_->CallCount("GetKey"), 3u);
 
   v1::KeyRef by_id;
   by_id.set_key_id(key_a_.key_id());

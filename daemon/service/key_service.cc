@@ -2,10 +2,13 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
 namespace hsmd::service {
 namespace {
+
+using policy::Op;
 
 // Resolves the route and labels the scope with the key.
 absl::StatusOr<BackendRegistry::Route> Route(const ServiceEnv& env,
@@ -13,8 +16,36 @@ absl::StatusOr<BackendRegistry::Route> Route(const ServiceEnv& env,
                                              const v1::KeyRef& ref) {
   ASSIGN_OR_RETURN(BackendRegistry::Route route,
                    env.registry->Resolve(ref, scope.ctx()));
-  scope.SetKey(route.key_id, route.key_label);
+  scope.SetResolvedKey(route);
   return route;
+}
+
+// Resolves the key and checks the policy on what it resolved to.
+absl::StatusOr<BackendRegistry::Route> RouteAuthorized(
+    const ServiceEnv& env, RequestScope& scope, const v1::KeyRef& ref, Op op,
+    absl::string_view action) {
+  // Callers with no grant at all learn nothing about which keys exist.
+  RETURN_IF_ERROR(scope.AuthorizeSomeKey(op, action));
+  ASSIGN_OR_RETURN(BackendRegistry::Route route, Route(env, scope, ref));
+  const policy::KeyAttributes attrs = AttributesOf(route);
+  RETURN_IF_ERROR(scope.Authorize(op, &attrs, action));
+  return route;
+}
+
+// The backend answered with another key than the one the policy approved
+// (the reference was re-pointed, e.g. a key deleted and re-created between
+// lookup and use): approve that key too before anything leaves the daemon.
+absl::Status AuthorizeActualKey(const ServiceEnv& env, RequestScope& scope,
+                                backend::Backend* backend,
+                                const std::string& key_id, Op op,
+                                absl::string_view action) {
+  if (env.policy == nullptr || !env.policy->enforced()) return absl::OkStatus();
+  v1::KeyRef ref;
+  ref.set_key_id(key_id);
+  absl::StatusOr<v1::Key> key = backend->GetKey(ref, scope.ctx());
+  if (!key.ok()) return scope.Authorize(op, nullptr, action);
+  const policy::KeyAttributes attrs = AttributesOf(*key);
+  return scope.Authorize(op, &attrs, action);
 }
 
 }  // namespace
@@ -25,9 +56,15 @@ grpc::Status KeyService::ListKeys(grpc::ServerContext* context,
   RequestScope scope(env_, context, "ListKeys");
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateListKeys(*request));
+    RETURN_IF_ERROR(scope.AuthorizeSomeKey(Op::kList, "list keys"));
     ASSIGN_OR_RETURN(std::vector<v1::Key> keys,
                      env_.registry->ListKeys(*request, scope.ctx()));
-    for (v1::Key& key : keys) *response->add_keys() = std::move(key);
+    // Only the keys the caller may see.
+    for (v1::Key& key : keys) {
+      if (scope.Allowed(Op::kList, AttributesOf(key))) {
+        *response->add_keys() = std::move(key);
+      }
+    }
     return absl::OkStatus();
   }();
   return scope.Finish(std::move(status));
@@ -40,14 +77,20 @@ grpc::Status KeyService::GetKey(grpc::ServerContext* context,
   scope.SetKeyRef(request->key());
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateGetKey(*request));
-    ASSIGN_OR_RETURN(BackendRegistry::Route route,
-                     Route(env_, scope, request->key()));
+    const std::string action = absl::StrCat("read ", scope.key_ref());
+    ASSIGN_OR_RETURN(
+        BackendRegistry::Route route,
+        RouteAuthorized(env_, scope, request->key(), Op::kList, action));
     absl::StatusOr<v1::Key> key =
         route.backend->GetKey(request->key(), scope.ctx());
     env_.registry->Observe(request->key(), key.status(),
                            key.ok() ? key->key_id() : "");
     if (!key.ok()) return key.status();
-    scope.SetKey(key->key_id(), key->label());
+    if (key->key_id() != route.key_id) {
+      const policy::KeyAttributes attrs = AttributesOf(*key);
+      RETURN_IF_ERROR(scope.Authorize(Op::kList, &attrs, action));
+    }
+    scope.SetResolvedKey(*key);
     *response->mutable_key() = *std::move(key);
     return absl::OkStatus();
   }();
@@ -59,16 +102,21 @@ grpc::Status KeyService::Sign(grpc::ServerContext* context,
                               v1::SignResponse* response) {
   RequestScope scope(env_, context, "Sign");
   scope.SetKeyRef(request->key());
+  scope.SetMechanism(DescribeMechanism(*request));
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateSign(*request, env_.limits));
-    ASSIGN_OR_RETURN(BackendRegistry::Route route,
-                     Route(env_, scope, request->key()));
+    const std::string action = absl::StrCat("sign with ", scope.key_ref());
+    ASSIGN_OR_RETURN(
+        BackendRegistry::Route route,
+        RouteAuthorized(env_, scope, request->key(), Op::kSign, action));
     absl::StatusOr<v1::SignResponse> result =
         route.backend->Sign(*request, scope.ctx());
     env_.registry->Observe(request->key(), result.status(),
                            result.ok() ? result->key_id() : "");
     if (!result.ok()) return result.status();
     if (result->key_id() != route.key_id) {
+      RETURN_IF_ERROR(AuthorizeActualKey(env_, scope, route.backend,
+                                         result->key_id(), Op::kSign, action));
       scope.SetKey(result->key_id(), "");
     }
     *response = *std::move(result);
@@ -82,16 +130,49 @@ grpc::Status KeyService::Decrypt(grpc::ServerContext* context,
                                  v1::DecryptResponse* response) {
   RequestScope scope(env_, context, "Decrypt");
   scope.SetKeyRef(request->key());
+  scope.SetMechanism(DescribeMechanism(*request));
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateDecrypt(*request, env_.limits));
-    ASSIGN_OR_RETURN(BackendRegistry::Route route,
-                     Route(env_, scope, request->key()));
+    const std::string action = absl::StrCat("decrypt with ", scope.key_ref());
+    ASSIGN_OR_RETURN(
+        BackendRegistry::Route route,
+        RouteAuthorized(env_, scope, request->key(), Op::kDecrypt, action));
     absl::StatusOr<v1::DecryptResponse> result =
         route.backend->Decrypt(*request, scope.ctx());
     env_.registry->Observe(request->key(), result.status(),
                            result.ok() ? result->key_id() : "");
     if (!result.ok()) return result.status();
     if (result->key_id() != route.key_id) {
+      RETURN_IF_ERROR(AuthorizeActualKey(
+          env_, scope, route.backend, result->key_id(), Op::kDecrypt, action));
+      scope.SetKey(result->key_id(), "");
+    }
+    *response = *std::move(result);
+    return absl::OkStatus();
+  }();
+  return scope.Finish(std::move(status));
+}
+
+grpc::Status KeyService::Encrypt(grpc::ServerContext* context,
+                                 const v1::EncryptRequest* request,
+                                 v1::EncryptResponse* response) {
+  RequestScope scope(env_, context, "Encrypt");
+  scope.SetKeyRef(request->key());
+  scope.SetMechanism(DescribeMechanism(*request));
+  absl::Status status = [&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateEncrypt(*request, env_.limits));
+    const std::string action = absl::StrCat("encrypt with ", scope.key_ref());
+    ASSIGN_OR_RETURN(
+        BackendRegistry::Route route,
+        RouteAuthorized(env_, scope, request->key(), Op::kEncrypt, action));
+    absl::StatusOr<v1::EncryptResponse> result =
+        route.backend->Encrypt(*request, scope.ctx());
+    env_.registry->Observe(request->key(), result.status(),
+                           result.ok() ? result->key_id() : "");
+    if (!result.ok()) return result.status();
+    if (result->key_id() != route.key_id) {
+      RETURN_IF_ERROR(AuthorizeActualKey(
+          env_, scope, route.backend, result->key_id(), Op::kEncrypt, action));
       scope.SetKey(result->key_id(), "");
     }
     *response = *std::move(result);
@@ -106,6 +187,8 @@ grpc::Status KeyService::GenerateRandom(
   RequestScope scope(env_, context, "GenerateRandom");
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateGenerateRandom(*request, env_.limits));
+    RETURN_IF_ERROR(
+        scope.Authorize(Op::kRandom, nullptr, "generate random bytes"));
     ASSIGN_OR_RETURN(std::string data,
                      env_.registry->ForRandom()->GenerateRandom(
                          request->length(), scope.ctx()));

@@ -25,6 +25,9 @@ class KeyService final : public v1::KeyService::Service {
   grpc::Status Decrypt(grpc::ServerContext* context,
                        const v1::DecryptRequest* request,
                        v1::DecryptResponse* response) override;
+  grpc::Status Encrypt(grpc::ServerContext* context,
+                       const v1::EncryptRequest* request,
+                       v1::EncryptResponse* response) override;
   grpc::Status GenerateRandom(grpc::ServerContext* context,
                               const v1::GenerateRandomRequest* request,
                               v1::GenerateRandomResponse* response) override;

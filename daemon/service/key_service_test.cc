@@ -2,6 +2,7 @@
 // the shared conformance suite, plus what only a fake can provoke (HSM
 // error codes, slow calls, a backend that is not ready).
 #include <grpcpp/client_context.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <string>
@@ -188,7 +189,9 @@ TEST_F(FakeServiceTest, LogsOneLinePerRequestWithoutSecrets) {
   }
   ASSERT_EQ(requests.size(), 2u);
   EXPECT_THAT(requests[0], HasSubstr("method=Sign"));
-  EXPECT_THAT(requests[0], HasSubstr("peer=unix:"));
+  // The caller as the kernel reported it for this connection.
+  EXPECT_THAT(requests[0], HasSubstr(absl::StrCat("uid=", getuid(), " ")));
+  EXPECT_THAT(requests[0], HasSubstr(absl::StrCat("pid=", getpid(), " ")));
   EXPECT_THAT(requests[0], HasSubstr(absl::StrCat("key_id=", key_.key_id())));
   EXPECT_THAT(requests[0], HasSubstr("status=OK"));
   EXPECT_THAT(requests[0], HasSubstr("latency_us="));

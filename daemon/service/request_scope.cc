@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "absl/strings/str_cat.h"
 #include "common/error_detail.h"
 #include "daemon/logging.h"
 #include "daemon/service/status_mapping.h"
@@ -9,8 +10,8 @@
 namespace hsmd::service {
 namespace {
 
-// Client mistakes are routine (info); capacity and availability problems
-// deserve attention (warning); HSM or daemon faults are errors.
+// Client mistakes are routine (info); denials, capacity and availability
+// problems deserve attention (warning); HSM or daemon faults are errors.
 log::Level LevelFor(absl::StatusCode code) {
   switch (code) {
     case absl::StatusCode::kOk:
@@ -19,10 +20,10 @@ log::Level LevelFor(absl::StatusCode code) {
     case absl::StatusCode::kFailedPrecondition:
     case absl::StatusCode::kAlreadyExists:
     case absl::StatusCode::kOutOfRange:
-    case absl::StatusCode::kPermissionDenied:
     case absl::StatusCode::kUnauthenticated:
     case absl::StatusCode::kCancelled:
       return log::Level::kInfo;
+    case absl::StatusCode::kPermissionDenied:
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kResourceExhausted:
     case absl::StatusCode::kDeadlineExceeded:
@@ -33,14 +34,43 @@ log::Level LevelFor(absl::StatusCode code) {
   }
 }
 
+std::string Who(const PeerIdentity* peer) {
+  if (peer == nullptr) return "unidentified peer";
+  return absl::StrCat("uid ", peer->uid);
+}
+
 }  // namespace
+
+policy::KeyAttributes AttributesOf(const v1::Key& key) {
+  policy::KeyAttributes attrs;
+  attrs.backend = key.backend();
+  attrs.token_label = key.token_label();
+  attrs.label = key.label();
+  attrs.id = key.id();
+  attrs.key_id = key.key_id();
+  return attrs;
+}
+
+policy::KeyAttributes AttributesOf(const BackendRegistry::Route& route) {
+  policy::KeyAttributes attrs;
+  attrs.backend = route.backend == nullptr ? "" : route.backend->name();
+  attrs.token_label = route.token_label;
+  attrs.label = route.key_label;
+  attrs.id = route.id;
+  attrs.key_id = route.key_id;
+  return attrs;
+}
 
 RequestScope::RequestScope(const ServiceEnv& env, grpc::ServerContext* context,
                            absl::string_view method)
     : env_(env), method_(method), start_(absl::Now()) {
   ctx_.deadline = start_ + env.default_deadline;
   if (context != nullptr) {
-    peer_ = context->peer();
+    // Once, at the start: the identity is that of the connection the call
+    // arrived on, whatever happens to the connection afterwards.
+    if (env_.connections != nullptr) {
+      peer_ = env_.connections->Lookup(context->peer());
+    }
     auto deadline = context->deadline();
     if (deadline != std::chrono::system_clock::time_point::max()) {
       ctx_.deadline = absl::FromChrono(deadline);
@@ -57,6 +87,48 @@ void RequestScope::SetKey(absl::string_view key_id, absl::string_view label) {
   key_label_ = std::string(label);
 }
 
+void RequestScope::SetResolvedKey(const BackendRegistry::Route& route) {
+  SetKey(route.key_id, route.key_label);
+  key_uri_ = route.uri;
+  backend_ = route.backend == nullptr ? "" : route.backend->name();
+}
+
+void RequestScope::SetResolvedKey(const v1::Key& key) {
+  SetKey(key.key_id(), key.label());
+  key_uri_ = key.uri();
+  backend_ = key.backend();
+}
+
+bool RequestScope::Allowed(policy::Op op,
+                           const policy::KeyAttributes& key) const {
+  return env_.policy == nullptr || env_.policy->Allows(peer(), op, &key);
+}
+
+absl::Status RequestScope::Deny(policy::Op op, absl::string_view action) {
+  denied_ = true;
+  operation_ = std::string(policy::OpName(op));
+  rule_.clear();
+  return absl::PermissionDeniedError(
+      absl::StrCat("permission denied: ", Who(peer()), " may not ", action));
+}
+
+absl::Status RequestScope::Authorize(policy::Op op,
+                                     const policy::KeyAttributes* key,
+                                     absl::string_view action) {
+  operation_ = std::string(policy::OpName(op));
+  if (env_.policy == nullptr) return absl::OkStatus();
+  if (!env_.policy->Allows(peer(), op, key, &rule_)) return Deny(op, action);
+  return absl::OkStatus();
+}
+
+absl::Status RequestScope::AuthorizeSomeKey(policy::Op op,
+                                            absl::string_view action) {
+  operation_ = std::string(policy::OpName(op));
+  if (env_.policy == nullptr) return absl::OkStatus();
+  if (!env_.policy->AllowsSomeKey(peer(), op)) return Deny(op, action);
+  return absl::OkStatus();
+}
+
 grpc::Status RequestScope::Finish(absl::Status status) {
   const absl::Duration latency = absl::Now() - start_;
   if (!status.ok() && !key_ref_.empty()) {
@@ -69,13 +141,35 @@ grpc::Status RequestScope::Finish(absl::Status status) {
   if (env_.stats != nullptr) {
     env_.stats->Record(method_, key_id_, key_label_, status, latency);
   }
+  const std::string backend_code =
+      status.ok() ? std::string() : DescribeBackendCode(status);
+  if (env_.audit != nullptr) {
+    AuditRecord record;
+    record.peer = peer_;
+    record.method = method_;
+    record.operation = operation_;
+    record.denied = denied_;
+    record.rule = rule_;
+    record.key_ref = key_ref_;
+    record.key_uri = key_uri_;
+    record.key_id = key_id_;
+    record.backend = backend_;
+    record.mechanism = mechanism_;
+    record.code = status.code();
+    record.backend_code = backend_code;
+    if (!status.ok()) record.error = std::string(status.message());
+    record.latency = latency;
+    env_.audit->Record(record);
+  }
   const log::Level level = LevelFor(status.code());
   if (log::IsEnabled(level)) {
-    const std::string backend_code = DescribeBackendCode(status);
     const int64_t latency_us = absl::ToInt64Microseconds(latency);
+    const int64_t uid = peer_ == nullptr ? -1 : peer_->uid;
+    const int64_t pid = peer_ == nullptr ? 0 : peer_->pid;
     if (status.ok()) {
       log::Log(level, "request",
-               {{"peer", peer_},
+               {{"uid", uid},
+                {"pid", pid},
                 {"method", method_},
                 {"key", key_ref_},
                 {"key_id", key_id_},
@@ -83,7 +177,8 @@ grpc::Status RequestScope::Finish(absl::Status status) {
                 {"latency_us", latency_us}});
     } else {
       log::Log(level, "request",
-               {{"peer", peer_},
+               {{"uid", uid},
+                {"pid", pid},
                 {"method", method_},
                 {"key", key_ref_},
                 {"key_id", key_id_},

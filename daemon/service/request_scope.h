@@ -1,19 +1,25 @@
-// Per-RPC bookkeeping shared by the services: the backend RequestContext
-// (deadline from the client, else limits.default_deadline_ms), latency, one
-// log line per request outcome, stats, and the single absl -> gRPC status
-// mapping.
+// Per-RPC bookkeeping shared by the services: the caller's identity (from
+// the connection, see daemon/connection_registry.h), policy checks, the
+// backend RequestContext (deadline from the client, else
+// limits.default_deadline_ms), latency, one log line and one audit record
+// per request outcome, stats, and the single absl -> gRPC status mapping.
 #ifndef HSMD_DAEMON_SERVICE_REQUEST_SCOPE_H_
 #define HSMD_DAEMON_SERVICE_REQUEST_SCOPE_H_
 
 #include <grpcpp/server_context.h>
 #include <grpcpp/support/status.h>
 
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "daemon/audit.h"
 #include "daemon/backend/backend.h"
+#include "daemon/connection_registry.h"
+#include "daemon/peer_credentials.h"
+#include "daemon/policy/policy.h"
 #include "daemon/service/backend_registry.h"
 #include "daemon/service/request_validation.h"
 #include "daemon/service/stats.h"
@@ -28,7 +34,17 @@ struct ServiceEnv {
   RequestLimits limits;
   // Deadline for requests without one.
   absl::Duration default_deadline = absl::Seconds(10);
+  // Caller identities by connection; null: every caller is unidentified.
+  ConnectionRegistry* connections = nullptr;
+  // Null: everything is allowed.
+  const policy::Policy* policy = nullptr;
+  // Null: no audit records.
+  const AuditLog* audit = nullptr;
 };
+
+// The policy attributes of a resolved key.
+policy::KeyAttributes AttributesOf(const v1::Key& key);
+policy::KeyAttributes AttributesOf(const BackendRegistry::Route& route);
 
 class RequestScope {
  public:
@@ -39,25 +55,56 @@ class RequestScope {
   RequestScope& operator=(const RequestScope&) = delete;
 
   const backend::RequestContext& ctx() const { return ctx_; }
+  // The caller, or null when it could not be identified.
+  const PeerIdentity* peer() const { return peer_.get(); }
+  // The key as the request named it ("" before SetKeyRef).
+  const std::string& key_ref() const { return key_ref_; }
 
   // The key the request names (for the log line and ErrorDetail.key).
   void SetKeyRef(const v1::KeyRef& ref);
-  // The key the request resolved to (for stats and the log line).
+  // The key the request resolved to (for stats, the log and the audit).
   void SetKey(absl::string_view key_id, absl::string_view label);
+  void SetResolvedKey(const BackendRegistry::Route& route);
+  void SetResolvedKey(const v1::Key& key);
+  // The mechanism, for the audit record ("ecdsa-sha256").
+  void SetMechanism(std::string mechanism) {
+    mechanism_ = std::move(mechanism);
+  }
 
-  // Logs the outcome, records stats, and maps the status. Adds the key to an
-  // attached ErrorDetail that lacks one. Call exactly once.
+  // OK when the policy lets the caller do `op` on `key` (null for keyless
+  // operations); otherwise PERMISSION_DENIED "permission denied: uid N may
+  // not <action>", and the request is recorded as a denial.
+  absl::Status Authorize(policy::Op op, const policy::KeyAttributes* key,
+                         absl::string_view action);
+  // The same before the key is known: denied unless some rule grants `op`
+  // to the caller on some key.
+  absl::Status AuthorizeSomeKey(policy::Op op, absl::string_view action);
+  // Whether the policy lets the caller do `op` on `key` (no denial
+  // recorded; for filtering lists).
+  bool Allowed(policy::Op op, const policy::KeyAttributes& key) const;
+
+  // Logs the outcome, writes the audit record, records stats, and maps the
+  // status. Adds the key to an attached ErrorDetail that lacks one. Call
+  // exactly once.
   grpc::Status Finish(absl::Status status);
 
  private:
+  absl::Status Deny(policy::Op op, absl::string_view action);
+
   const ServiceEnv& env_;
   const std::string method_;
-  std::string peer_;
+  std::shared_ptr<const PeerIdentity> peer_;
   const absl::Time start_;
   backend::RequestContext ctx_;
   std::string key_ref_;
   std::string key_id_;
   std::string key_label_;
+  std::string key_uri_;
+  std::string backend_;
+  std::string mechanism_;
+  std::string operation_;
+  std::string rule_;
+  bool denied_ = false;
 };
 
 }  // namespace hsmd::service

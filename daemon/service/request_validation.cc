@@ -83,6 +83,35 @@ absl::Status CheckDigestLength(const v1::SignRequest& request,
   return absl::OkStatus();
 }
 
+// SM4 in the HSM: the mode and its IV; `data` (the plaintext or
+// ciphertext, named `data_field`) must be whole 16-byte blocks.
+absl::Status CheckSm4(const v1::Sm4Cipher& sm4, absl::string_view field,
+                      const std::string& data, absl::string_view data_field) {
+  switch (sm4.mode()) {
+    case v1::CIPHER_MODE_ECB:
+      if (!sm4.iv().empty()) {
+        return Invalid(absl::StrCat(field, ".iv"), "must be empty for ECB");
+      }
+      break;
+    case v1::CIPHER_MODE_CBC:
+      if (sm4.iv().size() != 16) {
+        return Invalid(
+            absl::StrCat(field, ".iv"),
+            absl::StrCat("is ", sm4.iv().size(), " bytes; CBC needs 16"));
+      }
+      break;
+    default:
+      return Invalid(absl::StrCat(field, ".mode"), "is required (ECB or CBC)");
+  }
+  if (data.size() % 16 != 0) {
+    return Invalid(data_field,
+                   absl::StrCat("is ", data.size(),
+                                " bytes; SM4 without padding needs a multiple "
+                                "of 16 (pad it, e.g. PKCS#7)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateKeyRef(const v1::KeyRef& ref, absl::string_view field) {
@@ -125,7 +154,7 @@ absl::Status ValidateSign(const v1::SignRequest& request,
   const v1::SignatureAlgorithm& alg = request.algorithm();
   if (alg.algorithm_case() == v1::SignatureAlgorithm::ALGORITHM_NOT_SET) {
     return Invalid("algorithm",
-                   "is required (rsa_pkcs1, rsa_pss, ecdsa or ed25519)");
+                   "is required (rsa_pkcs1, rsa_pss, ecdsa, ed25519 or sm2)");
   }
   switch (request.input_case()) {
     case v1::SignRequest::kMessage:
@@ -203,6 +232,14 @@ absl::Status ValidateSign(const v1::SignRequest& request,
                        "ed25519 signs the message itself; send `message`");
       }
       return absl::OkStatus();
+    case v1::SignatureAlgorithm::kSm2:
+      if (alg.sm2().distinguishing_id().size() > kMaxLabelBytes) {
+        return Invalid(
+            "algorithm.sm2.distinguishing_id",
+            absl::StrCat("is longer than ", kMaxLabelBytes, " bytes"));
+      }
+      // A digest is e = SM3(Z || M).
+      return CheckDigestLength(request, v1::HASH_ALGORITHM_SM3);
     case v1::SignatureAlgorithm::ALGORITHM_NOT_SET:
       break;
   }
@@ -238,14 +275,47 @@ absl::Status ValidateDecrypt(const v1::DecryptRequest& request,
       }
       break;
     }
+    case v1::DecryptionAlgorithm::kSm2:
+      break;
+    case v1::DecryptionAlgorithm::kSm4:
+      if (absl::Status s = CheckSm4(alg.sm4(), "algorithm.sm4",
+                                    request.ciphertext(), "ciphertext");
+          !s.ok()) {
+        return s;
+      }
+      break;
     case v1::DecryptionAlgorithm::ALGORITHM_NOT_SET:
-      return Invalid("algorithm", "is required (rsa_pkcs1 or rsa_oaep)");
+      return Invalid("algorithm",
+                     "is required (rsa_pkcs1, rsa_oaep, sm2 or sm4)");
   }
   if (request.ciphertext().empty()) {
     return Invalid("ciphertext", "must not be empty");
   }
   return CheckSize("ciphertext", request.ciphertext().size(),
                    limits.max_message_bytes);
+}
+
+absl::Status ValidateEncrypt(const v1::EncryptRequest& request,
+                             const RequestLimits& limits) {
+  if (absl::Status s = ValidateKeyRef(request.key(), "key"); !s.ok()) return s;
+  if (request.plaintext().empty()) {
+    return Invalid("plaintext", "must not be empty");
+  }
+  if (absl::Status s = CheckSize("plaintext", request.plaintext().size(),
+                                 limits.max_message_bytes);
+      !s.ok()) {
+    return s;
+  }
+  const v1::EncryptionAlgorithm& alg = request.algorithm();
+  switch (alg.algorithm_case()) {
+    case v1::EncryptionAlgorithm::kSm4:
+      return CheckSm4(alg.sm4(), "algorithm.sm4", request.plaintext(),
+                      "plaintext");
+    case v1::EncryptionAlgorithm::ALGORITHM_NOT_SET:
+      break;
+  }
+  return Invalid("algorithm",
+                 "is required (sm4; public-key encryption needs no HSM)");
 }
 
 absl::Status ValidateGenerateRandom(const v1::GenerateRandomRequest& request,
@@ -355,6 +425,94 @@ std::string DescribeKeyRef(const v1::KeyRef& ref) {
       return absl::StrCat("key_id:", ref.key_id().substr(0, 64));
     case v1::KeyRef::REF_NOT_SET:
       break;
+  }
+  return "";
+}
+
+}  // namespace hsmd::service
+
+namespace hsmd::service {
+namespace {
+
+std::string Hash(v1::HashAlgorithm hash) {
+  return absl::AsciiStrToLower(backend::HashName(hash));
+}
+
+std::string Sm4Mechanism(const v1::Sm4Cipher& sm4) {
+  switch (sm4.mode()) {
+    case v1::CIPHER_MODE_ECB:
+      return "sm4-ecb";
+    case v1::CIPHER_MODE_CBC:
+      return "sm4-cbc";
+    default:
+      return "sm4";
+  }
+}
+
+}  // namespace
+
+std::string DescribeMechanism(const v1::SignRequest& request) {
+  const v1::SignatureAlgorithm& alg = request.algorithm();
+  std::string out;
+  switch (alg.algorithm_case()) {
+    case v1::SignatureAlgorithm::kRsaPkcs1:
+      out = alg.rsa_pkcs1().hash() == v1::HASH_ALGORITHM_UNSPECIFIED
+                ? "rsa-pkcs1-raw"
+                : absl::StrCat("rsa-pkcs1-", Hash(alg.rsa_pkcs1().hash()));
+      break;
+    case v1::SignatureAlgorithm::kRsaPss: {
+      const v1::RsaPssSignature& pss = alg.rsa_pss();
+      out = absl::StrCat("rsa-pss-", Hash(pss.hash()), "-mgf1-",
+                         Hash(pss.mgf1_hash() == v1::HASH_ALGORITHM_UNSPECIFIED
+                                  ? pss.hash()
+                                  : pss.mgf1_hash()));
+      if (pss.has_salt_length()) {
+        absl::StrAppend(&out, "-salt-", pss.salt_length());
+      }
+      break;
+    }
+    case v1::SignatureAlgorithm::kEcdsa:
+      out = absl::StrCat("ecdsa-", Hash(alg.ecdsa().hash()));
+      break;
+    case v1::SignatureAlgorithm::kEd25519:
+      out = "ed25519";
+      break;
+    case v1::SignatureAlgorithm::kSm2:
+      out = "sm2-sm3";
+      break;
+    case v1::SignatureAlgorithm::ALGORITHM_NOT_SET:
+      return "";
+  }
+  if (request.input_case() == v1::SignRequest::kDigest) out += "+digest";
+  return out;
+}
+
+std::string DescribeMechanism(const v1::DecryptRequest& request) {
+  const v1::DecryptionAlgorithm& alg = request.algorithm();
+  switch (alg.algorithm_case()) {
+    case v1::DecryptionAlgorithm::kRsaPkcs1:
+      return "rsa-pkcs1";
+    case v1::DecryptionAlgorithm::kRsaOaep: {
+      const v1::RsaOaepDecryption& oaep = alg.rsa_oaep();
+      return absl::StrCat(
+          "rsa-oaep-", Hash(oaep.hash()), "-mgf1-",
+          Hash(oaep.mgf1_hash() == v1::HASH_ALGORITHM_UNSPECIFIED
+                   ? oaep.hash()
+                   : oaep.mgf1_hash()));
+    }
+    case v1::DecryptionAlgorithm::kSm2:
+      return "sm2";
+    case v1::DecryptionAlgorithm::kSm4:
+      return Sm4Mechanism(alg.sm4());
+    case v1::DecryptionAlgorithm::ALGORITHM_NOT_SET:
+      break;
+  }
+  return "";
+}
+
+std::string DescribeMechanism(const v1::EncryptRequest& request) {
+  if (request.algorithm().has_sm4()) {
+    return Sm4Mechanism(request.algorithm().sm4());
   }
   return "";
 }

@@ -25,7 +25,7 @@ inline constexpr size_t kMaxLabelBytes = 256;
 inline constexpr size_t kMaxIdBytes = 256;
 
 struct RequestLimits {
-  // Largest message / digest / ciphertext / OAEP label.
+  // Largest message / digest / plaintext / ciphertext / OAEP label.
   uint32_t max_message_bytes = 1 << 20;
   // Largest GenerateRandom length.
   uint32_t max_random_bytes = 65536;
@@ -38,6 +38,8 @@ absl::Status ValidateSign(const v1::SignRequest& request,
                           const RequestLimits& limits);
 absl::Status ValidateDecrypt(const v1::DecryptRequest& request,
                              const RequestLimits& limits);
+absl::Status ValidateEncrypt(const v1::EncryptRequest& request,
+                             const RequestLimits& limits);
 absl::Status ValidateGenerateRandom(const v1::GenerateRandomRequest& request,
                                     const RequestLimits& limits);
 absl::Status ValidateGenerateKey(const v1::GenerateKeyRequest& request);
@@ -47,6 +49,15 @@ absl::Status ValidateDeleteKey(const v1::DeleteKeyRequest& request);
 // pin-value / pin-source value replaced by "REDACTED", truncated to 512
 // bytes) or "key_id:<id>". Empty when unset.
 std::string DescribeKeyRef(const v1::KeyRef& ref);
+
+// The mechanism of a request, for the audit trail: "ecdsa-sha-256",
+// "rsa-pkcs1-sha-256", "rsa-pkcs1-raw", "rsa-pss-sha-256-mgf1-sha-256-salt-32",
+// "ed25519", "sm2-sm3", "rsa-oaep-sha-1-mgf1-sha-1", "rsa-pkcs1", "sm2",
+// "sm4-cbc"; "+digest" when the client sent a digest. Empty when no
+// algorithm is set.
+std::string DescribeMechanism(const v1::SignRequest& request);
+std::string DescribeMechanism(const v1::DecryptRequest& request);
+std::string DescribeMechanism(const v1::EncryptRequest& request);
 
 }  // namespace hsmd::service
 

@@ -183,5 +183,101 @@ TEST(RequestValidationTest, DescribeKeyRefRedactsPins) {
   EXPECT_EQ(DescribeKeyRef(ref).size(), 515u);
 }
 
+TEST(RequestValidationTest, Sm2AndSm4) {
+  RequestLimits limits;
+  v1::SignRequest sign;
+  sign.mutable_key()->set_uri("sdf:device=d;index=1;usage=sign");
+  sign.mutable_algorithm()->mutable_sm2();
+  sign.set_message("m");
+  EXPECT_TRUE(ValidateSign(sign, limits).ok());
+  sign.set_digest(std::string(32, 'e'));
+  EXPECT_TRUE(ValidateSign(sign, limits).ok());
+  sign.set_digest(std::string(20, 'e'));
+  ExpectInvalid(ValidateSign(sign, limits), "digest: is 20 bytes");
+  sign.set_message("m");
+  sign.mutable_algorithm()->mutable_sm2()->set_distinguishing_id(
+      std::string(300, 'i'));
+  ExpectInvalid(ValidateSign(sign, limits), "algorithm.sm2.distinguishing_id");
+
+  v1::DecryptRequest decrypt;
+  decrypt.mutable_key()->set_uri("sdf:device=d;index=1;usage=sm4");
+  decrypt.mutable_algorithm()->mutable_sm4()->set_mode(v1::CIPHER_MODE_CBC);
+  decrypt.mutable_algorithm()->mutable_sm4()->set_iv(std::string(16, 'v'));
+  decrypt.set_ciphertext(std::string(32, 'c'));
+  EXPECT_TRUE(ValidateDecrypt(decrypt, limits).ok());
+  decrypt.set_ciphertext(std::string(33, 'c'));
+  ExpectInvalid(ValidateDecrypt(decrypt, limits),
+                "ciphertext: is 33 bytes; SM4 without padding");
+  decrypt.set_ciphertext(std::string(32, 'c'));
+  decrypt.mutable_algorithm()->mutable_sm4()->set_iv("short");
+  ExpectInvalid(ValidateDecrypt(decrypt, limits),
+                "algorithm.sm4.iv: is 5 bytes; CBC needs 16");
+  decrypt.mutable_algorithm()->mutable_sm4()->set_mode(v1::CIPHER_MODE_ECB);
+  ExpectInvalid(ValidateDecrypt(decrypt, limits),
+                "algorithm.sm4.iv: must be empty for ECB");
+  decrypt.mutable_algorithm()->mutable_sm4()->clear_mode();
+  ExpectInvalid(ValidateDecrypt(decrypt, limits), "algorithm.sm4.mode");
+  decrypt.mutable_algorithm()->mutable_sm2();
+  EXPECT_TRUE(ValidateDecrypt(decrypt, limits).ok());
+
+  v1::EncryptRequest encrypt;
+  encrypt.mutable_key()->set_uri("sdf:device=d;index=1;usage=sm4");
+  encrypt.set_plaintext(std::string(16, 'p'));
+  ExpectInvalid(ValidateEncrypt(encrypt, limits), "algorithm: is required");
+  encrypt.mutable_algorithm()->mutable_sm4()->set_mode(v1::CIPHER_MODE_ECB);
+  EXPECT_TRUE(ValidateEncrypt(encrypt, limits).ok());
+  encrypt.set_plaintext("");
+  ExpectInvalid(ValidateEncrypt(encrypt, limits), "plaintext: must not be");
+  encrypt.set_plaintext(std::string(17, 'p'));
+  ExpectInvalid(ValidateEncrypt(encrypt, limits), "plaintext: is 17 bytes");
+  limits.max_message_bytes = 4096;
+  encrypt.set_plaintext(std::string(8192, 'p'));
+  ExpectInvalid(ValidateEncrypt(encrypt, limits), "limits.max_message_bytes");
+}
+
+TEST(RequestValidationTest, DescribeMechanismForTheAudit) {
+  v1::SignRequest sign;
+  EXPECT_EQ(DescribeMechanism(sign), "");
+  sign.mutable_algorithm()->mutable_ecdsa()->set_hash(
+      v1::HASH_ALGORITHM_SHA384);
+  sign.set_message("m");
+  EXPECT_EQ(DescribeMechanism(sign), "ecdsa-sha-384");
+  sign.set_digest(std::string(48, 'd'));
+  EXPECT_EQ(DescribeMechanism(sign), "ecdsa-sha-384+digest");
+  sign.mutable_algorithm()->mutable_rsa_pkcs1();
+  EXPECT_EQ(DescribeMechanism(sign), "rsa-pkcs1-raw+digest");
+  sign.set_message("m");
+  sign.mutable_algorithm()->mutable_rsa_pkcs1()->set_hash(
+      v1::HASH_ALGORITHM_SHA256);
+  EXPECT_EQ(DescribeMechanism(sign), "rsa-pkcs1-sha-256");
+  v1::RsaPssSignature* pss = sign.mutable_algorithm()->mutable_rsa_pss();
+  pss->set_hash(v1::HASH_ALGORITHM_SHA256);
+  EXPECT_EQ(DescribeMechanism(sign), "rsa-pss-sha-256-mgf1-sha-256");
+  pss->set_mgf1_hash(v1::HASH_ALGORITHM_SHA1);
+  pss->set_salt_length(20);
+  EXPECT_EQ(DescribeMechanism(sign), "rsa-pss-sha-256-mgf1-sha-1-salt-20");
+  sign.mutable_algorithm()->mutable_ed25519();
+  EXPECT_EQ(DescribeMechanism(sign), "ed25519");
+
+  sign.mutable_algorithm()->mutable_sm2();
+  EXPECT_EQ(DescribeMechanism(sign), "sm2-sm3");
+
+  v1::DecryptRequest decrypt;
+  EXPECT_EQ(DescribeMechanism(decrypt), "");
+  decrypt.mutable_algorithm()->mutable_sm2();
+  EXPECT_EQ(DescribeMechanism(decrypt), "sm2");
+  decrypt.mutable_algorithm()->mutable_sm4()->set_mode(v1::CIPHER_MODE_CBC);
+  EXPECT_EQ(DescribeMechanism(decrypt), "sm4-cbc");
+  v1::EncryptRequest encrypt;
+  EXPECT_EQ(DescribeMechanism(encrypt), "");
+  encrypt.mutable_algorithm()->mutable_sm4()->set_mode(v1::CIPHER_MODE_ECB);
+  EXPECT_EQ(DescribeMechanism(encrypt), "sm4-ecb");
+  decrypt.mutable_algorithm()->mutable_rsa_pkcs1();
+  EXPECT_EQ(DescribeMechanism(decrypt), "rsa-pkcs1");
+  decrypt.mutable_algorithm()->mutable_rsa_oaep()->set_hash(
+      v1::HASH_ALGORITHM_SHA256);
+  EXPECT_EQ(DescribeMechanism(decrypt), "rsa-oaep-sha-256-mgf1-sha-256");
+}
+
 }  // namespace
 }  // namespace hsmd::service

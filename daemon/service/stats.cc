@@ -24,11 +24,11 @@ Stats::Entry* Stats::FindOrCreate(absl::string_view operation,
                                   absl::string_view key_id) {
   std::string key = EntryKey(operation, key_id);
   {
-    absl::ReaderMutexLock lock(&mu_);
+    std::shared_lock<std::shared_mutex> lock(mu_);
     auto it = entries_.find(key);
     if (it != entries_.end()) return it->second.get();
   }
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::shared_mutex> lock(mu_);
   auto it = entries_.find(key);
   if (it != entries_.end()) return it->second.get();
   if (entries_.size() >= kMaxEntries && key_id != kOtherKey) {
@@ -63,7 +63,7 @@ void Stats::Record(absl::string_view operation, absl::string_view key_id,
   }
   const bool need_label = !key_label.empty();
   if (status.ok() && !need_label) return;
-  absl::MutexLock lock(&entry->mu);
+  std::lock_guard<std::mutex> lock(entry->mu);
   if (need_label && entry->label.empty() && entry->key_id != kOtherKey) {
     entry->label = std::string(key_label);
   }
@@ -79,7 +79,7 @@ void Stats::Record(absl::string_view operation, absl::string_view key_id,
 v1::GetStatsResponse Stats::Snapshot() const {
   std::vector<Entry*> entries;
   {
-    absl::ReaderMutexLock lock(&mu_);
+    std::shared_lock<std::shared_mutex> lock(mu_);
     for (const auto& [key, entry] : entries_) entries.push_back(entry.get());
   }
   std::sort(entries.begin(), entries.end(), [](Entry* a, Entry* b) {
@@ -101,7 +101,7 @@ v1::GetStatsResponse Stats::Snapshot() const {
     }
     h->set_sum_us(entry->sum_us.load(std::memory_order_relaxed));
     h->set_max_us(entry->max_us.load(std::memory_order_relaxed));
-    absl::MutexLock lock(&entry->mu);
+    std::lock_guard<std::mutex> lock(entry->mu);
     op->set_key_label(entry->label);
     for (const auto& [code, n] : entry->errors_by_code) {
       (*op->mutable_errors_by_code())[code] = n;

@@ -15,13 +15,14 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <shared_mutex>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "hsmd/v1/hsmd.pb.h"
 
@@ -60,7 +61,7 @@ class Stats {
     std::array<std::atomic<uint64_t>, kBucketBoundsUs.size() + 1> buckets{};
     std::atomic<uint64_t> sum_us{0};
     std::atomic<uint64_t> max_us{0};
-    absl::Mutex mu;
+    std::mutex mu;
     std::string label ABSL_GUARDED_BY(mu);
     std::map<std::string, uint64_t> errors_by_code ABSL_GUARDED_BY(mu);
   };
@@ -68,7 +69,8 @@ class Stats {
   Entry* FindOrCreate(absl::string_view operation, absl::string_view key_id);
 
   const absl::Time since_;
-  mutable absl::Mutex mu_;
+  // std mutexes, not absl::Mutex: Debian's Abseil is invisible to TSan.
+  mutable std::shared_mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<Entry>> entries_
       ABSL_GUARDED_BY(mu_);
 };
