@@ -1,0 +1,98 @@
+#!/bin/bash
+# The whole benchmark in smoke mode (a few hundred operations per variant,
+# every phase, no thresholds): it must run to the end, every variant must
+# have done its operations (each checked for correctness by the harness),
+# and the reports must be complete.
+set -euo pipefail
+
+RUNFILES="${TEST_SRCDIR}/${TEST_WORKSPACE:-hsmd}"
+BENCH="${RUNFILES}/bench/hsmd_bench"
+OUT="${TEST_TMPDIR}/smoke"
+
+if ! timeout 280 "${BENCH}" --smoke --json_out "${OUT}.json" \
+    --markdown_out "${OUT}.md" >"${OUT}.txt" 2>"${OUT}.log"; then
+  echo "FAIL: hsmd_bench --smoke failed" >&2
+  tail -50 "${OUT}.log" >&2
+  cat "${OUT}.txt" >&2
+  exit 1
+fi
+cat "${OUT}.txt"
+
+python3 - "${OUT}.json" "${OUT}.md" <<'PYEOF'
+import json, sys
+
+report = json.load(open(sys.argv[1]))
+markdown = open(sys.argv[2]).read()
+problems = []
+
+def need(cond, what):
+    if not cond:
+        problems.append(what)
+
+need(report["mode"] == "smoke", "mode is not smoke")
+ops = ["rsa2048_pkcs1_sign", "rsa2048_pss_sign", "rsa3072_pkcs1_sign",
+       "ecdsa_p256_sign", "ecdsa_p384_sign", "ed25519_sign",
+       "rsa2048_oaep_decrypt", "random_32"]
+variants = ["in-process", "hsmproxy", "client_lib", "software"]
+cells = {(c["op"], c["variant"], c["processes"], c["threads"]): c
+         for c in report["cells"]}
+for op in ops:
+    for v in variants:
+        total = 0
+        for p in (1, 2):
+            for t in (1, 4):
+                c = cells.get((op, v, p, t))
+                need(c is not None, f"no cell {op} {v} {p}x{t}")
+                if c is None:
+                    continue
+                need(c["ops"] > 0 and c["ops_per_second"] > 0,
+                     f"{op} {v} {p}x{t}: no operations")
+                need(c["latency"]["p99_us"] >= c["latency"]["p50_us"] > 0,
+                     f"{op} {v} {p}x{t}: bad percentiles")
+                total += c["ops"]
+        need(total >= 200, f"{op} {v}: only {total} operations")
+for c in report["cells"]:
+    if c["variant"] in ("hsmproxy", "client_lib"):
+        need(c["ratio_to_in_process"] is not None,
+             f"{c['op']} {c['variant']}: no ratio")
+
+forks = {(f["op"], f["variant"]): f for f in report["fork"]}
+for op in ("ecdsa_p256_sign", "rsa2048_pkcs1_sign"):
+    for v in ("hsmproxy", "in-process"):
+        f = forks.get((op, v))
+        need(f is not None and f["child_first"]["count"] >= 3,
+             f"fork {op} {v} missing")
+
+stages = [s["stage"] for s in report["footprint"]]
+need(stages == ["baseline", "loaded", "one_signature", "101_signatures"],
+     f"footprint stages {stages}")
+
+need(len(report["daemon_load"]) == 2, "daemon load results missing")
+for l in report["daemon_load"]:
+    need(l["clients"] == 64 and l["ops"] >= 64,
+         f"daemon load {l['op']}: {l['clients']} clients, {l['ops']} ops")
+
+nginx = {(n["certificate"], n["key_source"]): n for n in report["nginx"]}
+for cert in ("ecdsa-p256", "rsa-2048"):
+    for source in ("hsmproxy", "pem"):
+        n = nginx.get((cert, source))
+        need(n is not None and n["handshakes"] > 0,
+             f"nginx {cert} {source}: no handshakes")
+    n = nginx.get((cert, "hsmproxy"))
+    if n is not None:
+        need(n["hsmd_signatures"] >= n["handshakes"],
+             f"nginx {cert}: HSM handshakes not signed by hsmd")
+
+need(len(report["targets"]) >= 10, "targets missing")
+for t in report["targets"]:
+    need(t["met"] is not None, f"target not evaluated: {t['name']}")
+need(not any("FAILED" in n for n in report["notes"]),
+     f"notes: {report['notes']}")
+need("| Operation | procs x threads |" in markdown, "markdown table missing")
+
+if problems:
+    print("FAIL:\n  " + "\n  ".join(problems))
+    sys.exit(1)
+print("bench smoke: %d cells, %d targets evaluated" %
+      (len(report["cells"]), len(report["targets"])))
+PYEOF

@@ -1,0 +1,734 @@
+#include "bench/report.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "bench/json_writer.h"
+
+namespace hsmd::bench {
+namespace {
+
+constexpr const char* kVariants[] = {kInProcess, kHsmproxy, kClientLib,
+                                     kSoftware};
+constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
+
+double Div(double a, double b) { return b > 0 ? a / b : kNan; }
+
+double CpuMicrosPerOp(int64_t ns, uint64_t ops) {
+  return ops > 0 ? ns / 1e3 / ops : kNan;
+}
+
+// Per-round throughput ratios of `a` to `b` (rounds are interleaved, so
+// round r of both ran within a second of each other).
+std::pair<double, double> RoundRatioRange(const CellResult& a,
+                                          const CellResult& b) {
+  double lo = kNan;
+  double hi = kNan;
+  const size_t n = std::min(a.round_rates.size(), b.round_rates.size());
+  for (size_t r = 0; r < n; ++r) {
+    const double ratio = Div(a.round_rates[r], b.round_rates[r]);
+    if (std::isnan(ratio)) continue;
+    lo = std::isnan(lo) ? ratio : std::min(lo, ratio);
+    hi = std::isnan(hi) ? ratio : std::max(hi, ratio);
+  }
+  return {lo, hi};
+}
+
+std::string Fmt(double v, int decimals = 1) {
+  if (std::isnan(v)) return "-";
+  return absl::StrFormat("%.*f", decimals, v);
+}
+
+// 12345.6 -> "12,346"; small rates keep one decimal.
+std::string Rate(double v) {
+  if (std::isnan(v)) return "-";
+  if (v < 100) return absl::StrFormat("%.1f", v);
+  std::string digits = absl::StrFormat("%.0f", v);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+std::string Basename(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string Config(const CellResult& c) {
+  return absl::StrCat(c.processes, "x", c.threads);
+}
+
+// The configurations measured, in order.
+std::vector<std::pair<int, int>> Configs(const BenchReport& report, Op op) {
+  std::vector<std::pair<int, int>> out;
+  for (const CellResult& c : report.cells) {
+    if (c.op != op) continue;
+    std::pair<int, int> key{c.processes, c.threads};
+    if (std::find(out.begin(), out.end(), key) == out.end()) {
+      out.push_back(key);
+    }
+  }
+  return out;
+}
+
+std::vector<Op> OpsMeasured(const BenchReport& report) {
+  std::vector<Op> out;
+  for (const CellResult& c : report.cells) {
+    if (std::find(out.begin(), out.end(), c.op) == out.end()) {
+      out.push_back(c.op);
+    }
+  }
+  return out;
+}
+
+const ForkCost* FindFork(const BenchReport& report, const std::string& variant,
+                         Op op) {
+  for (const ForkCost& f : report.forks) {
+    if (f.variant == variant && f.op == op) return &f;
+  }
+  return nullptr;
+}
+
+const FootprintStage* FindStage(const BenchReport& report,
+                                const std::string& stage) {
+  for (const FootprintStage& s : report.footprint) {
+    if (s.stage == stage) return &s;
+  }
+  return nullptr;
+}
+
+double OtherLoadPercent(const BenchReport& report) {
+  int64_t other = 0;
+  double seconds = 0;
+  for (const CellResult& c : report.cells) {
+    other += c.machine_busy_ns - c.client_cpu_ns - c.hsmd_cpu_ns;
+    seconds += c.seconds;
+  }
+  const int cpus = report.machine.cpus > 0 ? report.machine.cpus : 1;
+  return seconds > 0 ? std::max(0.0, 100.0 * other / 1e9 / seconds / cpus)
+                     : kNan;
+}
+
+void TargetRatio(const BenchReport& report, std::vector<TargetCheck>& out,
+                 const std::string& name, Op op, int processes, int threads,
+                 double minimum) {
+  TargetCheck t;
+  t.name = name;
+  t.target = absl::StrFormat(">= %.2f x in-process", minimum);
+  const CellResult* hsm = FindCell(report, op, kHsmproxy, processes, threads);
+  const CellResult* in = FindCell(report, op, kInProcess, processes, threads);
+  if (hsm != nullptr && in != nullptr) {
+    const double ratio = Div(hsm->ops_per_second(), in->ops_per_second());
+    const auto [lo, hi] = RoundRatioRange(*hsm, *in);
+    t.measured = absl::StrFormat("%.2f (%s vs %s ops/s; rounds %.2f-%.2f)",
+                                 ratio, Rate(hsm->ops_per_second()),
+                                 Rate(in->ops_per_second()), lo, hi);
+    t.met = ratio >= minimum;
+  } else {
+    t.measured = "not measured";
+  }
+  out.push_back(std::move(t));
+}
+
+}  // namespace
+
+const CellResult* FindCell(const BenchReport& report, Op op,
+                           const std::string& variant, int processes,
+                           int threads) {
+  for (const CellResult& c : report.cells) {
+    if (c.op == op && c.variant == variant && c.processes == processes &&
+        c.threads == threads) {
+      return &c;
+    }
+  }
+  return nullptr;
+}
+
+std::vector<TargetCheck> EvaluateTargets(const BenchReport& report) {
+  std::vector<TargetCheck> out;
+  TargetRatio(report, out, "RSA-2048 sign, 2 client processes (1 thread each)",
+              Op::kRsa2048Pkcs1Sign, 2, 1, 0.95);
+  TargetRatio(report, out, "RSA-2048 sign, 2 client processes x 4 threads",
+              Op::kRsa2048Pkcs1Sign, 2, 4, 0.95);
+  TargetRatio(report, out, "ECDSA P-256 sign, 2 client processes (1 thread)",
+              Op::kEcdsaP256Sign, 2, 1, 0.80);
+  TargetRatio(report, out, "ECDSA P-256 sign, 2 client processes x 4 threads",
+              Op::kEcdsaP256Sign, 2, 4, 0.80);
+
+  {
+    TargetCheck t;
+    t.name =
+        "Added latency (hsmproxy p50 - in-process p50), 1 process x 1 "
+        "thread, worst signature/decryption";
+    t.target = "<= 25 us";
+    double worst = kNan;
+    std::vector<std::string> parts;
+    for (const OpInfo& info : AllOps()) {
+      if (info.op == Op::kRandom32) continue;
+      const CellResult* hsm = FindCell(report, info.op, kHsmproxy, 1, 1);
+      const CellResult* in = FindCell(report, info.op, kInProcess, 1, 1);
+      if (hsm == nullptr || in == nullptr) continue;
+      const double added = hsm->latency.PercentileMicros(0.5) -
+                           in->latency.PercentileMicros(0.5);
+      parts.push_back(absl::StrFormat("%s %+.0f", info.id, added));
+      worst = std::isnan(worst) ? added : std::max(worst, added);
+    }
+    if (std::isnan(worst)) {
+      t.measured = "not measured";
+    } else {
+      t.measured = absl::StrFormat("worst %+.0f us (%s)", worst,
+                                   absl::StrJoin(parts, ", "));
+      t.met = worst <= 25;
+    }
+    out.push_back(std::move(t));
+  }
+
+  for (Op op : {Op::kEcdsaP256Sign, Op::kRsa2048Pkcs1Sign}) {
+    const ForkCost* hsm = FindFork(report, kHsmproxy, op);
+    const ForkCost* in = FindFork(report, kInProcess, op);
+    TargetCheck first;
+    first.name = absl::StrCat("Child's first signature after fork (",
+                              InfoOf(op).id, ") vs steady state");
+    first.target = "<= 2 x steady-state signature";
+    TargetCheck versus;
+    versus.name =
+        absl::StrCat("Child's first signature after fork (", InfoOf(op).id,
+                     "): in-process re-init / hsmproxy");
+    versus.target = ">= 10";
+    if (hsm != nullptr) {
+      const double f = hsm->first.PercentileMicros(0.5);
+      const double s = hsm->steady.PercentileMicros(0.5);
+      first.measured = absl::StrFormat("%.2f x (first %.0f us, steady %.0f us)",
+                                       Div(f, s), f, s);
+      first.met = f <= 2 * s;
+      if (in != nullptr) {
+        const double g = in->first.PercentileMicros(0.5);
+        versus.measured = absl::StrFormat(
+            "%.1f (in-process child %.0f us, hsmproxy child %.0f us)",
+            Div(g, f), g, f);
+        versus.met = g >= 10 * f;
+      } else {
+        versus.measured = "not measured";
+      }
+    } else {
+      first.measured = "not measured";
+      versus.measured = "not measured";
+    }
+    out.push_back(std::move(first));
+    out.push_back(std::move(versus));
+  }
+
+  TargetRatio(report, out, "RAND_bytes(32), 1 process x 1 thread",
+              Op::kRandom32, 1, 1, 0.5);
+  TargetRatio(report, out, "RAND_bytes(32), 2 processes x 4 threads",
+              Op::kRandom32, 2, 4, 0.5);
+
+  {
+    TargetCheck threads;
+    threads.name = "Threads added by loading hsmproxy + one operation";
+    threads.target = "0";
+    TargetCheck rss;
+    rss.name = "RSS added by loading hsmproxy + one operation";
+    rss.target = "<= 2048 KiB";
+    const FootprintStage* base = FindStage(report, "baseline");
+    const FootprintStage* one = FindStage(report, "one_signature");
+    const FootprintStage* many = FindStage(report, "101_signatures");
+    if (base != nullptr && one != nullptr) {
+      const int dt = one->threads - base->threads;
+      const int64_t dr = one->rss_kib - base->rss_kib;
+      threads.measured =
+          absl::StrCat(dt, " (", base->threads, " -> ", one->threads, ")");
+      threads.met = dt <= 0;
+      rss.measured = absl::StrCat(
+          dr, " KiB (", base->rss_kib, " -> ", one->rss_kib,
+          " KiB; private dirty +",
+          one->private_dirty_kib - base->private_dirty_kib, " KiB");
+      if (many != nullptr) {
+        absl::StrAppend(&rss.measured, "; after 101 signatures +",
+                        many->rss_kib - base->rss_kib, " KiB");
+      }
+      rss.measured += ")";
+      rss.met = dr <= 2048;
+    } else {
+      threads.measured = "not measured";
+      rss.measured = "not measured";
+    }
+    out.push_back(std::move(threads));
+    out.push_back(std::move(rss));
+  }
+  return out;
+}
+
+std::string FormatText(const BenchReport& report) {
+  std::string out;
+  absl::StrAppendFormat(
+      &out,
+      "hsmd benchmark (%s): %s, %d CPU(s), kernel %s\n"
+      "load average before %.2f %.2f %.2f, after %.2f %.2f %.2f; other "
+      "processes used ~%s%% of the CPUs during the matrix rounds\n"
+      "%d round(s) of %.0f ms per variant and configuration%s\n\n",
+      report.mode, report.machine.cpu_model, report.machine.cpus,
+      report.machine.kernel, report.machine.load_before[0],
+      report.machine.load_before[1], report.machine.load_before[2],
+      report.machine.load_after[0], report.machine.load_after[1],
+      report.machine.load_after[2], Fmt(OtherLoadPercent(report), 0),
+      report.rounds, report.round_ms,
+      report.max_ops_per_thread > 0
+          ? absl::StrCat(" (at most ", report.max_ops_per_thread,
+                         " ops per thread)")
+          : "");
+  for (Op op : OpsMeasured(report)) {
+    absl::StrAppend(&out, InfoOf(op).title, "\n");
+    absl::StrAppendFormat(&out, "  %-5s %-11s %10s %9s %9s %9s %9s %7s %13s\n",
+                          "pxt", "variant", "ops/s", "p50 us", "p99 us",
+                          "cli us/op", "hsmd us/op", "ratio", "rounds");
+    for (const auto& [p, t] : Configs(report, op)) {
+      const CellResult* in = FindCell(report, op, kInProcess, p, t);
+      bool first = true;
+      for (const char* variant : kVariants) {
+        const CellResult* c = FindCell(report, op, variant, p, t);
+        if (c == nullptr) continue;
+        std::string ratio = "-";
+        std::string range;
+        if (in != nullptr) {
+          ratio = Fmt(Div(c->ops_per_second(), in->ops_per_second()), 2);
+          const auto [lo, hi] = RoundRatioRange(*c, *in);
+          range = absl::StrCat(Fmt(lo, 2), "-", Fmt(hi, 2));
+        }
+        absl::StrAppendFormat(
+            &out, "  %-5s %-11s %10s %9s %9s %9s %9s %7s %13s\n",
+            first ? Config(*c) : "", variant, Rate(c->ops_per_second()),
+            Fmt(c->latency.PercentileMicros(0.5)),
+            Fmt(c->latency.PercentileMicros(0.99)),
+            Fmt(CpuMicrosPerOp(c->client_cpu_ns, c->ops)),
+            c->variant == kHsmproxy || c->variant == kClientLib
+                ? Fmt(CpuMicrosPerOp(c->hsmd_cpu_ns, c->ops))
+                : "-",
+            ratio, range);
+        first = false;
+      }
+    }
+    out += "\n";
+  }
+  if (!report.forks.empty()) {
+    out +=
+        "Fork: fork() -> child's first result (child: hsmproxy calls; "
+        "in-process: C_Finalize, C_Initialize, login, find key)\n";
+    for (const ForkCost& f : report.forks) {
+      absl::StrAppendFormat(
+          &out,
+          "  %-18s %-11s steady p50 %8s us | fork only p50 %7s us | child "
+          "first p50 %9s us (min-max %s-%s) | child second p50 %8s us | "
+          "first/steady %s\n",
+          InfoOf(f.op).id, f.variant, Fmt(f.steady.PercentileMicros(0.5)),
+          Fmt(f.fork_only.PercentileMicros(0.5)),
+          Fmt(f.first.PercentileMicros(0.5)), Fmt(f.first.PercentileMicros(0)),
+          Fmt(f.first.MaxMicros()), Fmt(f.second.PercentileMicros(0.5)),
+          Fmt(Div(f.first.PercentileMicros(0.5),
+                  f.steady.PercentileMicros(0.5)),
+              2));
+    }
+    out += "\n";
+  }
+  if (!report.footprint.empty()) {
+    out += "Footprint of a client process (threads, VmRSS, private dirty):\n";
+    for (const FootprintStage& s : report.footprint) {
+      absl::StrAppendFormat(&out,
+                            "  %-16s %3d threads %8d KiB RSS %8d KiB private "
+                            "dirty\n",
+                            s.stage, s.threads, s.rss_kib, s.private_dirty_kib);
+    }
+    out += "  largest RSS additions (baseline -> one signature):";
+    for (size_t i = 0; i < report.footprint_mappings.size() && i < 8; ++i) {
+      absl::StrAppendFormat(&out, " %s +%d KiB;",
+                            Basename(report.footprint_mappings[i].path),
+                            report.footprint_mappings[i].rss_delta_kib);
+    }
+    out += "\n\n";
+  }
+  if (!report.load.empty()) {
+    out += "Daemon under load (client_lib, one thread per client process):\n";
+    for (const LoadResult& l : report.load) {
+      absl::StrAppendFormat(
+          &out,
+          "  %-18s %3d clients: %10s ops/s, p50 %s us, p99 %s us, hsmd CPU "
+          "%s us/op\n",
+          InfoOf(l.op).id, l.clients, Rate(l.ops_per_second()),
+          Fmt(l.latency.PercentileMicros(0.5)),
+          Fmt(l.latency.PercentileMicros(0.99)),
+          Fmt(CpuMicrosPerOp(l.hsmd_cpu_ns, l.ops)));
+    }
+    out += "\n";
+  }
+  if (!report.nginx.empty()) {
+    out += "nginx (TLS 1.3 full handshakes, worker_processes 2, loopback):\n";
+    for (const NginxResult& n : report.nginx) {
+      absl::StrAppendFormat(
+          &out, "  %-10s key %-8s %9s handshakes/s, p50 %s us, p99 %s us%s\n",
+          n.certificate, n.key_source, Rate(n.per_second()),
+          Fmt(n.latency.PercentileMicros(0.5)),
+          Fmt(n.latency.PercentileMicros(0.99)),
+          n.key_source == kHsmproxy
+              ? absl::StrCat(", hsmd CPU ",
+                             Fmt(CpuMicrosPerOp(n.hsmd_cpu_ns, n.handshakes)),
+                             " us/handshake, ", n.hsmd_signatures,
+                             " hsmd signatures")
+              : "");
+    }
+    out += "\n";
+  }
+  out += "Targets:\n";
+  for (const TargetCheck& t : EvaluateTargets(report)) {
+    absl::StrAppendFormat(&out, "  [%s] %s: %s (target %s)\n",
+                          !t.met.has_value() ? "n/a "
+                          : *t.met           ? "met "
+                                             : "MISS",
+                          t.name, t.measured, t.target);
+  }
+  for (const std::string& note : report.notes) {
+    absl::StrAppend(&out, "Note: ", note, "\n");
+  }
+  return out;
+}
+
+std::string FormatMarkdown(const BenchReport& report) {
+  std::string out;
+  absl::StrAppendFormat(
+      &out,
+      "Machine: %s, %d CPUs, kernel %s. Started %s, %.0f s. Load average "
+      "before %.2f / %.2f / %.2f, after %.2f / %.2f / %.2f; other processes "
+      "used ~%s%% of the CPUs during the matrix. %d interleaved round(s) of "
+      "%.0f ms per cell.\n\n",
+      report.machine.cpu_model, report.machine.cpus, report.machine.kernel,
+      report.machine.started_at, report.machine.wall_seconds,
+      report.machine.load_before[0], report.machine.load_before[1],
+      report.machine.load_before[2], report.machine.load_after[0],
+      report.machine.load_after[1], report.machine.load_after[2],
+      Fmt(OtherLoadPercent(report), 0), report.rounds, report.round_ms);
+
+  out +=
+      "| Operation | procs x threads | in-process ops/s (p50 / p99 us) | "
+      "hsmproxy | client_lib | software | hsmproxy / in-process | "
+      "client_lib / in-process | hsmproxy p50 - in-process p50 (us) |\n"
+      "|---|---|---|---|---|---|---|---|---|\n";
+  for (Op op : OpsMeasured(report)) {
+    for (const auto& [p, t] : Configs(report, op)) {
+      const CellResult* cells[4];
+      for (int v = 0; v < 4; ++v) {
+        cells[v] = FindCell(report, op, kVariants[v], p, t);
+      }
+      absl::StrAppend(&out, "| ", InfoOf(op).title, " | ", p, " x ", t);
+      for (const CellResult* c : cells) {
+        if (c == nullptr) {
+          out += " | -";
+          continue;
+        }
+        absl::StrAppend(&out, " | ", Rate(c->ops_per_second()), " (",
+                        Fmt(c->latency.PercentileMicros(0.5)), " / ",
+                        Fmt(c->latency.PercentileMicros(0.99)), ")");
+      }
+      const CellResult* in = cells[0];
+      for (const CellResult* c : {cells[1], cells[2]}) {
+        if (in == nullptr || c == nullptr) {
+          out += " | -";
+          continue;
+        }
+        absl::StrAppend(&out, " | **",
+                        Fmt(Div(c->ops_per_second(), in->ops_per_second()), 2),
+                        "**");
+      }
+      if (in != nullptr && cells[1] != nullptr) {
+        absl::StrAppend(&out, " | ",
+                        Fmt(cells[1]->latency.PercentileMicros(0.5) -
+                                in->latency.PercentileMicros(0.5),
+                            0));
+      } else {
+        out += " | -";
+      }
+      out += " |\n";
+    }
+  }
+
+  out +=
+      "\nCPU time per operation (us: client process + hsmd), 1 process x 1 "
+      "thread:\n\n"
+      "| Operation | in-process | hsmproxy | client_lib | software |\n"
+      "|---|---|---|---|---|\n";
+  for (Op op : OpsMeasured(report)) {
+    absl::StrAppend(&out, "| ", InfoOf(op).title);
+    for (const char* variant : kVariants) {
+      const CellResult* c = FindCell(report, op, variant, 1, 1);
+      if (c == nullptr) {
+        out += " | -";
+      } else if (c->variant == kHsmproxy || c->variant == kClientLib) {
+        absl::StrAppend(&out, " | ",
+                        Fmt(CpuMicrosPerOp(c->client_cpu_ns, c->ops)), " + ",
+                        Fmt(CpuMicrosPerOp(c->hsmd_cpu_ns, c->ops)));
+      } else {
+        absl::StrAppend(&out, " | ",
+                        Fmt(CpuMicrosPerOp(c->client_cpu_ns, c->ops)));
+      }
+    }
+    out += " |\n";
+  }
+
+  if (!report.forks.empty()) {
+    out +=
+        "\nFork cost (fork() in the parent until the child's first result; "
+        "the in-process child re-initialises the module and logs in):\n\n"
+        "| Operation | variant | parent steady p50 (us) | fork only p50 (us) "
+        "| child's first p50 (min-max) (us) | child's second p50 (us) | first "
+        "/ steady |\n"
+        "|---|---|---|---|---|---|---|\n";
+    for (const ForkCost& f : report.forks) {
+      absl::StrAppend(&out, "| ", InfoOf(f.op).title, " | ", f.variant, " | ",
+                      Fmt(f.steady.PercentileMicros(0.5)), " | ",
+                      Fmt(f.fork_only.PercentileMicros(0.5)), " | ",
+                      Fmt(f.first.PercentileMicros(0.5)), " (",
+                      Fmt(f.first.PercentileMicros(0)), "-",
+                      Fmt(f.first.MaxMicros()), ") | ",
+                      Fmt(f.second.PercentileMicros(0.5)), " | ",
+                      Fmt(Div(f.first.PercentileMicros(0.5),
+                              f.steady.PercentileMicros(0.5)),
+                          2),
+                      " |\n");
+    }
+  }
+  if (!report.footprint.empty()) {
+    out +=
+        "\nFootprint of a client process (a program that already uses "
+        "OpenSSL, then loads hsmproxy):\n\n"
+        "| Stage | threads | VmRSS (KiB) | private dirty (KiB) |\n"
+        "|---|---|---|---|\n";
+    for (const FootprintStage& s : report.footprint) {
+      absl::StrAppend(&out, "| ", s.stage, " | ", s.threads, " | ", s.rss_kib,
+                      " | ", s.private_dirty_kib, " |\n");
+    }
+    out += "\nLargest RSS additions from the baseline to the first signature: ";
+    std::vector<std::string> parts;
+    for (size_t i = 0; i < report.footprint_mappings.size() && i < 10; ++i) {
+      parts.push_back(
+          absl::StrCat(Basename(report.footprint_mappings[i].path), " +",
+                       report.footprint_mappings[i].rss_delta_kib, " KiB"));
+    }
+    absl::StrAppend(&out, absl::StrJoin(parts, ", "), ".\n");
+  }
+  if (!report.load.empty()) {
+    out +=
+        "\nDaemon under load (client_lib, one thread per process, all "
+        "processes at once):\n\n"
+        "| Operation | client processes | ops/s | p50 (us) | p99 (us) | hsmd "
+        "CPU per op (us) |\n|---|---|---|---|---|---|\n";
+    for (const LoadResult& l : report.load) {
+      absl::StrAppend(&out, "| ", InfoOf(l.op).title, " | ", l.clients, " | ",
+                      Rate(l.ops_per_second()), " | ",
+                      Fmt(l.latency.PercentileMicros(0.5)), " | ",
+                      Fmt(l.latency.PercentileMicros(0.99)), " | ",
+                      Fmt(CpuMicrosPerOp(l.hsmd_cpu_ns, l.ops)), " |\n");
+    }
+  }
+  if (!report.nginx.empty()) {
+    out +=
+        "\nnginx, TLS 1.3 full handshakes (worker_processes 2, loopback, "
+        "4 client threads):\n\n"
+        "| Certificate | key | handshakes/s | p50 (us) | p99 (us) | hsmd CPU "
+        "per handshake (us) | vs PEM |\n|---|---|---|---|---|---|---|\n";
+    for (const NginxResult& n : report.nginx) {
+      double pem_rate = kNan;
+      for (const NginxResult& m : report.nginx) {
+        if (m.certificate == n.certificate && m.key_source == "pem") {
+          pem_rate = m.per_second();
+        }
+      }
+      absl::StrAppend(
+          &out, "| ", n.certificate, " | ",
+          n.key_source == kHsmproxy ? "hsmd (hsmproxy URI file)" : "PEM file",
+          " | ", Rate(n.per_second()), " | ",
+          Fmt(n.latency.PercentileMicros(0.5)), " | ",
+          Fmt(n.latency.PercentileMicros(0.99)), " | ",
+          n.key_source == kHsmproxy
+              ? Fmt(CpuMicrosPerOp(n.hsmd_cpu_ns, n.handshakes))
+              : "-",
+          " | ", Fmt(Div(n.per_second(), pem_rate), 2), " |\n");
+    }
+  }
+  out +=
+      "\nTargets:\n\n| Target | required | measured | met "
+      "|\n|---|---|---|---|\n";
+  for (const TargetCheck& t : EvaluateTargets(report)) {
+    absl::StrAppend(&out, "| ", t.name, " | ", t.target, " | ", t.measured,
+                    " | ",
+                    !t.met.has_value() ? "n/a"
+                    : *t.met           ? "yes"
+                                       : "**no**",
+                    " |\n");
+  }
+  for (const std::string& note : report.notes) {
+    absl::StrAppend(&out, "\nNote: ", note, "\n");
+  }
+  return out;
+}
+
+namespace {
+
+void WriteHistogram(JsonWriter& w, const LatencyHistogram& h) {
+  w.BeginObject()
+      .Field("count", h.count())
+      .Field("mean_us", h.MeanMicros())
+      .Field("p50_us", h.PercentileMicros(0.5))
+      .Field("p90_us", h.PercentileMicros(0.9))
+      .Field("p99_us", h.PercentileMicros(0.99))
+      .Field("max_us", h.MaxMicros())
+      .EndObject();
+}
+
+}  // namespace
+
+std::string FormatJson(const BenchReport& report) {
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("machine")
+      .BeginObject()
+      .Field("cpu_model", report.machine.cpu_model)
+      .Field("cpus", report.machine.cpus)
+      .Field("kernel", report.machine.kernel)
+      .Field("started_at", report.machine.started_at)
+      .Field("wall_seconds", report.machine.wall_seconds);
+  w.Key("load_before").BeginArray();
+  for (double l : report.machine.load_before) w.Number(l);
+  w.EndArray().Key("load_after").BeginArray();
+  for (double l : report.machine.load_after) w.Number(l);
+  w.EndArray();
+  w.Field("other_load_percent", OtherLoadPercent(report));
+  w.EndObject();
+  w.Field("mode", report.mode)
+      .Field("command", report.command)
+      .Field("rounds", report.rounds)
+      .Field("round_ms", report.round_ms)
+      .Field("max_ops_per_thread", report.max_ops_per_thread);
+
+  w.Key("cells").BeginArray();
+  for (const CellResult& c : report.cells) {
+    const CellResult* in =
+        FindCell(report, c.op, kInProcess, c.processes, c.threads);
+    w.BeginObject()
+        .Field("op", InfoOf(c.op).id)
+        .Field("variant", c.variant)
+        .Field("processes", c.processes)
+        .Field("threads", c.threads)
+        .Field("ops", c.ops)
+        .Field("seconds", c.seconds)
+        .Field("ops_per_second", c.ops_per_second());
+    w.Key("latency");
+    WriteHistogram(w, c.latency);
+    w.Field("client_cpu_us_per_op", CpuMicrosPerOp(c.client_cpu_ns, c.ops))
+        .Field("hsmd_cpu_us_per_op", CpuMicrosPerOp(c.hsmd_cpu_ns, c.ops))
+        .Field("ratio_to_in_process",
+               in == nullptr ? kNan
+                             : Div(c.ops_per_second(), in->ops_per_second()))
+        .Field("p50_minus_in_process_us",
+               in == nullptr ? kNan
+                             : c.latency.PercentileMicros(0.5) -
+                                   in->latency.PercentileMicros(0.5));
+    w.Key("round_ops_per_second").BeginArray();
+    for (double r : c.round_rates) w.Number(r);
+    w.EndArray().EndObject();
+  }
+  w.EndArray();
+
+  w.Key("fork").BeginArray();
+  for (const ForkCost& f : report.forks) {
+    w.BeginObject().Field("op", InfoOf(f.op).id).Field("variant", f.variant);
+    w.Key("parent_steady");
+    WriteHistogram(w, f.steady);
+    w.Key("child_first");
+    WriteHistogram(w, f.first);
+    w.Key("child_second");
+    WriteHistogram(w, f.second);
+    w.Key("fork_only");
+    WriteHistogram(w, f.fork_only);
+    w.EndObject();
+  }
+  w.EndArray();
+
+  w.Key("footprint").BeginArray();
+  for (const FootprintStage& s : report.footprint) {
+    w.BeginObject()
+        .Field("stage", s.stage)
+        .Field("threads", s.threads)
+        .Field("rss_kib", s.rss_kib)
+        .Field("private_dirty_kib", s.private_dirty_kib)
+        .EndObject();
+  }
+  w.EndArray();
+  w.Key("footprint_mappings").BeginArray();
+  for (const FootprintMapping& m : report.footprint_mappings) {
+    w.BeginObject()
+        .Field("path", m.path)
+        .Field("rss_delta_kib", m.rss_delta_kib)
+        .EndObject();
+  }
+  w.EndArray();
+
+  w.Key("daemon_load").BeginArray();
+  for (const LoadResult& l : report.load) {
+    w.BeginObject()
+        .Field("op", InfoOf(l.op).id)
+        .Field("clients", l.clients)
+        .Field("ops", l.ops)
+        .Field("seconds", l.seconds)
+        .Field("ops_per_second", l.ops_per_second())
+        .Field("hsmd_cpu_us_per_op", CpuMicrosPerOp(l.hsmd_cpu_ns, l.ops));
+    w.Key("latency");
+    WriteHistogram(w, l.latency);
+    w.EndObject();
+  }
+  w.EndArray();
+
+  w.Key("nginx").BeginArray();
+  for (const NginxResult& n : report.nginx) {
+    w.BeginObject()
+        .Field("certificate", n.certificate)
+        .Field("key_source", n.key_source)
+        .Field("handshakes", n.handshakes)
+        .Field("seconds", n.seconds)
+        .Field("handshakes_per_second", n.per_second())
+        .Field("hsmd_signatures", n.hsmd_signatures)
+        .Field("hsmd_cpu_us_per_handshake",
+               CpuMicrosPerOp(n.hsmd_cpu_ns, n.handshakes));
+    w.Key("latency");
+    WriteHistogram(w, n.latency);
+    w.EndObject();
+  }
+  w.EndArray();
+
+  w.Key("targets").BeginArray();
+  for (const TargetCheck& t : EvaluateTargets(report)) {
+    w.BeginObject()
+        .Field("name", t.name)
+        .Field("target", t.target)
+        .Field("measured", t.measured);
+    w.Key("met");
+    if (t.met.has_value()) {
+      w.Bool(*t.met);
+    } else {
+      w.Null();
+    }
+    w.EndObject();
+  }
+  w.EndArray();
+
+  w.Key("notes").BeginArray();
+  for (const std::string& note : report.notes) w.String(note);
+  w.EndArray();
+  w.EndObject();
+  return w.str() + "\n";
+}
+
+}  // namespace hsmd::bench
