@@ -2,7 +2,7 @@
 # Runs Bazel with the project's shared disk cache, so a fresh clone (CI) reuses
 # earlier compilations. Usage: scripts/bazel.sh build //...
 set -euo pipefail
-cache="${HSMD_BAZEL_DISK_CACHE:-$HOME/.cache/hsmd-disk-cache}"
+cache="${HSMD_BAZEL_DISK_CACHE:-$HOME/.cache/hsmd-bazel-disk-cache}"
 mkdir -p "$cache"
 cmd="$1"
 shift
