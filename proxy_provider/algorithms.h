@@ -12,10 +12,13 @@
 namespace hsmd::proxy {
 
 // The key types hsmproxy manages.
-enum class KeyKind { kRsa, kRsaPss, kEc, kEd25519 };
+enum class KeyKind { kRsa, kRsaPss, kEc, kEd25519, kSm2 };
 
 inline constexpr KeyKind kAllKeyKinds[] = {KeyKind::kRsa, KeyKind::kRsaPss,
-                                           KeyKind::kEc, KeyKind::kEd25519};
+                                           KeyKind::kEc, KeyKind::kEd25519,
+                                           KeyKind::kSm2};
+inline constexpr int kKeyKindCount =
+    sizeof(kAllKeyKinds) / sizeof(kAllKeyKinds[0]);
 
 inline constexpr char kProviderName[] = "hsmproxy";
 inline constexpr char kProviderVersion[] = "1.0.0";
@@ -27,12 +30,16 @@ inline constexpr char kRsaPssKeyNames[] =
     "RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10";
 inline constexpr char kEcKeyNames[] = "EC:id-ecPublicKey:1.2.840.10045.2.1";
 inline constexpr char kEd25519KeyNames[] = "ED25519:1.3.101.112";
+// SM2 keys are EC keys on the SM2 curve; OpenSSL 3 gives them their own key
+// type (EVP_PKEY_is_a(pkey, "SM2")), default digest SM3.
+inline constexpr char kSm2KeyNames[] = "SM2:1.2.156.10197.1.301";
 
 // The primary name of each key type, as OSSL_OBJECT_PARAM_DATA_TYPE.
 inline constexpr char kRsaName[] = "RSA";
 inline constexpr char kRsaPssName[] = "RSA-PSS";
 inline constexpr char kEcName[] = "EC";
 inline constexpr char kEd25519Name[] = "ED25519";
+inline constexpr char kSm2Name[] = "SM2";
 
 // The primary name of a key kind (kRsaName, ...).
 inline const char* KeyKindName(KeyKind kind) {
@@ -45,6 +52,8 @@ inline const char* KeyKindName(KeyKind kind) {
       return kEcName;
     case KeyKind::kEd25519:
       return kEd25519Name;
+    case KeyKind::kSm2:
+      return kSm2Name;
   }
   return kRsaName;
 }
@@ -54,13 +63,17 @@ inline constexpr char kRsaSignatureNames[] =
     "RSA:rsaEncryption:1.2.840.113549.1.1.1";
 inline constexpr char kEcdsaSignatureNames[] = "ECDSA";
 inline constexpr char kEd25519SignatureNames[] = "ED25519:1.3.101.112";
+inline constexpr char kSm2SignatureNames[] = "SM2:1.2.156.10197.1.301";
 
-// Asymmetric cipher.
+// Asymmetric ciphers.
 inline constexpr char kRsaCipherNames[] =
     "RSA:rsaEncryption:1.2.840.113549.1.1.1";
+inline constexpr char kSm2CipherNames[] = "SM2:1.2.156.10197.1.301";
 
-// OSSL_STORE scheme (RFC 7512 URIs).
+// OSSL_STORE schemes: RFC 7512 URIs, and hsmd's SDF key URIs
+// (`sdf:device=NAME;index=N;usage=sign|enc`).
 inline constexpr char kStoreScheme[] = "pkcs11";
+inline constexpr char kSdfStoreScheme[] = "sdf";
 
 // RAND: usable as the seed source (RAND_set_seed_source_type, or `seed =` in
 // the [random] config section) and as a DRBG.

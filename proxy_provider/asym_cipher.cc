@@ -36,9 +36,16 @@ absl::Status ShadowRejected(const char* what) {
   return WithReason(absl::InvalidArgumentError(what), Reason::kUnsupported);
 }
 
+enum class Family { kRsa, kSm2 };
+
+KeyKind FamilyKeyKind(Family family) {
+  return family == Family::kRsa ? KeyKind::kRsa : KeyKind::kSm2;
+}
+
 class CipherContext {
  public:
-  explicit CipherContext(ProviderContext* provider) : provider_(provider) {}
+  CipherContext(ProviderContext* provider, Family family)
+      : provider_(provider), family_(family) {}
 
   ProviderContext* provider() const { return provider_; }
 
@@ -48,9 +55,10 @@ class CipherContext {
     if (key == nullptr || key->pkey() == nullptr) {
       return absl::InvalidArgumentError("no key given");
     }
-    if (key->kind() != KeyKind::kRsa) {
-      return UnsupportedError(absl::StrCat(
-          "RSA encryption needs an RSA key, not ", key->Describe()));
+    if (key->kind() != FamilyKeyKind(family_)) {
+      const char* name = KeyKindName(FamilyKeyKind(family_));
+      return UnsupportedError(absl::StrCat(name, " encryption needs an ", name,
+                                           " key, not ", key->Describe()));
     }
     if (decrypt && !key->Has(OSSL_KEYMGMT_SELECT_PRIVATE_KEY)) {
       return NoPrivateKeyError(absl::StrCat(
@@ -97,6 +105,7 @@ class CipherContext {
       }
       return length;
     }
+    if (family_ == Family::kSm2) return Sm2Decrypt(out, outsize, in, inlen);
     size_t modulus_bytes = static_cast<size_t>(EVP_PKEY_get_size(key_->pkey()));
     int pad = 0;
     OSSL_PARAM get[] = {
@@ -129,18 +138,7 @@ class CipherContext {
         return UnsupportedError(absl::StrCat("RSA padding mode ", pad,
                                              " is not available for HSM keys"));
     }
-    ASSIGN_OR_RETURN(
-        std::string plaintext,
-        RemoteDecrypt(*provider_, key_->hsm(), algorithm, ciphertext));
-    if (plaintext.size() > outsize) {
-      size_t needed = plaintext.size();
-      OPENSSL_cleanse(plaintext.data(), plaintext.size());
-      return BufferTooSmallError(needed, outsize);
-    }
-    std::memcpy(out, plaintext.data(), plaintext.size());
-    size_t length = plaintext.size();
-    OPENSSL_cleanse(plaintext.data(), plaintext.size());
-    return length;
+    return RemoteDecryptInto(out, outsize, algorithm, ciphertext);
   }
 
   absl::Status SetParams(const OSSL_PARAM* params) {
@@ -165,7 +163,7 @@ class CipherContext {
   }
 
   absl::StatusOr<std::unique_ptr<CipherContext>> Dup() const {
-    auto copy = std::make_unique<CipherContext>(provider_);
+    auto copy = std::make_unique<CipherContext>(provider_, family_);
     copy->decrypt_ = decrypt_;
     copy->key_ = key_;
     if (shadow_ != nullptr) {
@@ -178,6 +176,52 @@ class CipherContext {
   }
 
  private:
+  // hsmd decrypts; the plaintext goes to `out` (at most `outsize` bytes).
+  absl::StatusOr<size_t> RemoteDecryptInto(
+      unsigned char* out, size_t outsize,
+      const v1::DecryptionAlgorithm& algorithm, const std::string& ciphertext) {
+    ASSIGN_OR_RETURN(
+        std::string plaintext,
+        RemoteDecrypt(*provider_, key_->hsm(), algorithm, ciphertext));
+    if (plaintext.size() > outsize) {
+      size_t needed = plaintext.size();
+      OPENSSL_cleanse(plaintext.data(), plaintext.size());
+      return BufferTooSmallError(needed, outsize);
+    }
+    std::memcpy(out, plaintext.data(), plaintext.size());
+    size_t length = plaintext.size();
+    OPENSSL_cleanse(plaintext.data(), plaintext.size());
+    return length;
+  }
+
+  // SM2 decryption of OpenSSL's ciphertext (DER C1 || C3 || C2), passed to
+  // hsmd as it is.
+  absl::StatusOr<size_t> Sm2Decrypt(unsigned char* out, size_t outsize,
+                                    const unsigned char* in, size_t inlen) {
+    char md[80] = "";
+    OSSL_PARAM get[] = {
+        OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_DIGEST, md, sizeof(md)),
+        OSSL_PARAM_END,
+    };
+    if (EVP_PKEY_CTX_get_params(shadow_.get(), get) != 1) {
+      return absl::InternalError("could not read the SM2 digest setting");
+    }
+    if (md[0] != '\0') {
+      ASSIGN_OR_RETURN(Digest digest, LookupDigest(provider_->libctx(), md));
+      if (digest.hash != v1::HASH_ALGORITHM_SM3) {
+        return UnsupportedError(absl::StrCat(
+            "hsmd decrypts SM2 with SM3 (GB/T 32918.4), not ", digest.name));
+      }
+    }
+    // The plaintext is shorter than the ciphertext (C1 and C3 come with it).
+    if (out == nullptr) return inlen;
+    v1::DecryptionAlgorithm algorithm;
+    algorithm.mutable_sm2();
+    return RemoteDecryptInto(
+        out, outsize, algorithm,
+        std::string(reinterpret_cast<const char*>(in), inlen));
+  }
+
   absl::StatusOr<v1::RsaOaepDecryption> OaepSettings() {
     char md[80] = "";
     char mgf1[80] = "";
@@ -278,6 +322,7 @@ class CipherContext {
   }
 
   ProviderContext* const provider_;
+  const Family family_;
   bool decrypt_ = false;
   std::shared_ptr<Key> key_;
   EvpPkeyCtxPtr shadow_;
@@ -301,8 +346,9 @@ int ReportSize(CipherContext* ctx, const absl::StatusOr<size_t>& result,
   return 1;
 }
 
+template <Family kFamily>
 void* CipherNewCtx(void* provctx) {
-  return new CipherContext(static_cast<ProviderContext*>(provctx));
+  return new CipherContext(static_cast<ProviderContext*>(provctx), kFamily);
 }
 
 void CipherFreeCtx(void* ctx) { delete Ctx(ctx); }
@@ -346,37 +392,48 @@ int CipherSetCtxParams(void* ctx, const OSSL_PARAM params[]) {
   return Report(Ctx(ctx), Ctx(ctx)->SetParams(params));
 }
 
-const OSSL_PARAM* CipherGettableCtxParams(void* /*ctx*/, void* provctx) {
-  return EVP_ASYM_CIPHER_gettable_ctx_params(
-      static_cast<ProviderContext*>(provctx)->default_rsa_cipher());
+EVP_ASYM_CIPHER* DefaultCipher(Family family, void* provctx) {
+  auto* provider = static_cast<ProviderContext*>(provctx);
+  return family == Family::kRsa ? provider->default_rsa_cipher()
+                                : provider->default_sm2_cipher();
 }
 
+template <Family kFamily>
+const OSSL_PARAM* CipherGettableCtxParams(void* /*ctx*/, void* provctx) {
+  return EVP_ASYM_CIPHER_gettable_ctx_params(DefaultCipher(kFamily, provctx));
+}
+
+template <Family kFamily>
 const OSSL_PARAM* CipherSettableCtxParams(void* /*ctx*/, void* provctx) {
-  return EVP_ASYM_CIPHER_settable_ctx_params(
-      static_cast<ProviderContext*>(provctx)->default_rsa_cipher());
+  return EVP_ASYM_CIPHER_settable_ctx_params(DefaultCipher(kFamily, provctx));
 }
 
 }  // namespace
 
-const OSSL_DISPATCH kRsaAsymCipherFunctions[] = {
-    {OSSL_FUNC_ASYM_CIPHER_NEWCTX, HSMPROXY_DISPATCH_FN(&CipherNewCtx)},
-    {OSSL_FUNC_ASYM_CIPHER_FREECTX, HSMPROXY_DISPATCH_FN(&CipherFreeCtx)},
-    {OSSL_FUNC_ASYM_CIPHER_DUPCTX, HSMPROXY_DISPATCH_FN(&CipherDupCtx)},
-    {OSSL_FUNC_ASYM_CIPHER_ENCRYPT_INIT,
-     HSMPROXY_DISPATCH_FN(&CipherEncryptInit)},
-    {OSSL_FUNC_ASYM_CIPHER_ENCRYPT, HSMPROXY_DISPATCH_FN(&CipherEncrypt)},
-    {OSSL_FUNC_ASYM_CIPHER_DECRYPT_INIT,
-     HSMPROXY_DISPATCH_FN(&CipherDecryptInit)},
-    {OSSL_FUNC_ASYM_CIPHER_DECRYPT, HSMPROXY_DISPATCH_FN(&CipherDecrypt)},
-    {OSSL_FUNC_ASYM_CIPHER_GET_CTX_PARAMS,
-     HSMPROXY_DISPATCH_FN(&CipherGetCtxParams)},
-    {OSSL_FUNC_ASYM_CIPHER_GETTABLE_CTX_PARAMS,
-     HSMPROXY_DISPATCH_FN(&CipherGettableCtxParams)},
-    {OSSL_FUNC_ASYM_CIPHER_SET_CTX_PARAMS,
-     HSMPROXY_DISPATCH_FN(&CipherSetCtxParams)},
-    {OSSL_FUNC_ASYM_CIPHER_SETTABLE_CTX_PARAMS,
-     HSMPROXY_DISPATCH_FN(&CipherSettableCtxParams)},
-    {0, nullptr},
-};
+#define HSMPROXY_ASYM_CIPHER_TABLE(name, family)                             \
+  const OSSL_DISPATCH name[] = {                                             \
+      {OSSL_FUNC_ASYM_CIPHER_NEWCTX,                                         \
+       HSMPROXY_DISPATCH_FN(&CipherNewCtx<family>)},                         \
+      {OSSL_FUNC_ASYM_CIPHER_FREECTX, HSMPROXY_DISPATCH_FN(&CipherFreeCtx)}, \
+      {OSSL_FUNC_ASYM_CIPHER_DUPCTX, HSMPROXY_DISPATCH_FN(&CipherDupCtx)},   \
+      {OSSL_FUNC_ASYM_CIPHER_ENCRYPT_INIT,                                   \
+       HSMPROXY_DISPATCH_FN(&CipherEncryptInit)},                            \
+      {OSSL_FUNC_ASYM_CIPHER_ENCRYPT, HSMPROXY_DISPATCH_FN(&CipherEncrypt)}, \
+      {OSSL_FUNC_ASYM_CIPHER_DECRYPT_INIT,                                   \
+       HSMPROXY_DISPATCH_FN(&CipherDecryptInit)},                            \
+      {OSSL_FUNC_ASYM_CIPHER_DECRYPT, HSMPROXY_DISPATCH_FN(&CipherDecrypt)}, \
+      {OSSL_FUNC_ASYM_CIPHER_GET_CTX_PARAMS,                                 \
+       HSMPROXY_DISPATCH_FN(&CipherGetCtxParams)},                           \
+      {OSSL_FUNC_ASYM_CIPHER_GETTABLE_CTX_PARAMS,                            \
+       HSMPROXY_DISPATCH_FN(&CipherGettableCtxParams<family>)},              \
+      {OSSL_FUNC_ASYM_CIPHER_SET_CTX_PARAMS,                                 \
+       HSMPROXY_DISPATCH_FN(&CipherSetCtxParams)},                           \
+      {OSSL_FUNC_ASYM_CIPHER_SETTABLE_CTX_PARAMS,                            \
+       HSMPROXY_DISPATCH_FN(&CipherSettableCtxParams<family>)},              \
+      {0, nullptr},                                                          \
+  }
+
+HSMPROXY_ASYM_CIPHER_TABLE(kRsaAsymCipherFunctions, Family::kRsa);
+HSMPROXY_ASYM_CIPHER_TABLE(kSm2AsymCipherFunctions, Family::kSm2);
 
 }  // namespace hsmd::proxy

@@ -1,6 +1,8 @@
 // ASYM_CIPHER for RSA: decryption with HSM keys (PKCS#1 v1.5, OAEP with
 // hash / MGF1 hash / label, and libssl's TLS premaster padding), encryption
-// locally with the public key.
+// locally with the public key. And for SM2 (GB/T 32918.4 with SM3):
+// decryption of the ciphertext OpenSSL produces (DER C1 || C3 || C2), passed
+// to hsmd unchanged; encryption locally.
 //
 // Like signature.h, a default-provider "shadow" context on the public key
 // takes the caller's parameters (so validation and get_params match OpenSSL)
@@ -16,6 +18,7 @@
 namespace hsmd::proxy {
 
 extern const OSSL_DISPATCH kRsaAsymCipherFunctions[];
+extern const OSSL_DISPATCH kSm2AsymCipherFunctions[];
 
 }  // namespace hsmd::proxy
 

@@ -162,5 +162,6 @@ HSMPROXY_URI_DECODER_TABLE(kRsaUriDecoderFunctions, KeyKind::kRsa);
 HSMPROXY_URI_DECODER_TABLE(kRsaPssUriDecoderFunctions, KeyKind::kRsaPss);
 HSMPROXY_URI_DECODER_TABLE(kEcUriDecoderFunctions, KeyKind::kEc);
 HSMPROXY_URI_DECODER_TABLE(kEd25519UriDecoderFunctions, KeyKind::kEd25519);
+HSMPROXY_URI_DECODER_TABLE(kSm2UriDecoderFunctions, KeyKind::kSm2);
 
 }  // namespace hsmd::proxy

@@ -4,7 +4,7 @@
 //
 // - "DER" (input=pem): takes the PEM block with that label and passes its
 //   DER on, tagged with the structure "hsmproxy-uri";
-// - one decoder per key type (RSA, RSA-PSS, EC, ED25519; input=der,
+// - one decoder per key type (RSA, RSA-PSS, EC, ED25519, SM2; input=der,
 //   structure=hsmproxy-uri): parses the DER, resolves the URI through hsmd
 //   like the store, and passes the private key on by reference when it is
 //   of the decoder's type.
@@ -24,6 +24,7 @@ extern const OSSL_DISPATCH kRsaUriDecoderFunctions[];
 extern const OSSL_DISPATCH kRsaPssUriDecoderFunctions[];
 extern const OSSL_DISPATCH kEcUriDecoderFunctions[];
 extern const OSSL_DISPATCH kEd25519UriDecoderFunctions[];
+extern const OSSL_DISPATCH kSm2UriDecoderFunctions[];
 
 }  // namespace hsmd::proxy
 

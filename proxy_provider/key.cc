@@ -29,6 +29,13 @@ bool HasOctets(const EVP_PKEY* pkey, const char* name) {
          length > 0;
 }
 
+absl::Status SymmetricKeyError(const v1::Key& key) {
+  return UnsupportedError(
+      absl::StrCat("key ", key.uri(),
+                   " is an SM4 (symmetric) key; OpenSSL takes only key pairs "
+                   "from hsmproxy (use `hsmctl encrypt/decrypt` for SM4)"));
+}
+
 }  // namespace
 
 Key::Key(ProviderContext* provider, KeyKind kind)
@@ -52,8 +59,10 @@ absl::StatusOr<KeyKind> Key::KindOf(const v1::Key& key,
       if (EVP_PKEY_is_a(public_key, "ED25519")) return KeyKind::kEd25519;
       break;
     case v1::KEY_TYPE_SM2:
-      return UnsupportedError(absl::StrCat(
-          "key ", key.uri(), " is an SM2 key, which hsmproxy does not serve"));
+      if (EVP_PKEY_is_a(public_key, "SM2")) return KeyKind::kSm2;
+      break;
+    case v1::KEY_TYPE_SM4:
+      return SymmetricKeyError(key);
     default:
       return UnsupportedError(
           absl::StrCat("key ", key.uri(), " has an unknown key type (",
@@ -69,6 +78,12 @@ absl::StatusOr<KeyKind> Key::KindOf(const v1::Key& key,
 
 absl::StatusOr<std::shared_ptr<Key>> Key::FromHsm(ProviderContext* provider,
                                                   const v1::Key& key) {
+  // SM4 keys have no public half to parse.
+  if (key.key_type() == v1::KEY_TYPE_SM4) return SymmetricKeyError(key);
+  if (key.key_type() == v1::KEY_TYPE_SM2 && !provider->sm2_available()) {
+    return UnsupportedError(absl::StrCat(
+        "key ", key.uri(), " is an SM2 key, and this OpenSSL has no SM2"));
+  }
   const std::string& der = key.public_key_der();
   const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
   ERR_set_mark();
@@ -123,6 +138,7 @@ void Key::RefreshComponents() {
       has_params_ = true;
       break;
     case KeyKind::kEc:
+    case KeyKind::kSm2:
       has_params_ = EVP_PKEY_get_bits(pkey) > 0;
       has_public_ = HasOctets(pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY);
       has_private_ = HasBn(pkey, OSSL_PKEY_PARAM_PRIV_KEY);

@@ -46,7 +46,7 @@ class Key {
   static std::shared_ptr<Key> NewEmpty(ProviderContext* provider, KeyKind kind);
 
   // An HSM key from hsmd's description. INVALID_ARGUMENT for key types
-  // hsmproxy does not serve (SM2) or an unreadable public key.
+  // hsmproxy does not serve (SM4) or an unreadable public key.
   static absl::StatusOr<std::shared_ptr<Key>> FromHsm(ProviderContext* provider,
                                                       const v1::Key& key);
 
@@ -55,7 +55,8 @@ class Key {
                                            KeyKind kind, EvpPkeyPtr pkey);
 
   // The key kind of hsmd's key and its public key (RSA keys whose SPKI is
-  // RSASSA-PSS are RSA-PSS).
+  // RSASSA-PSS are RSA-PSS; SM2 keys are EC keys on the SM2 curve, which
+  // OpenSSL decodes as key type "SM2").
   static absl::StatusOr<KeyKind> KindOf(const v1::Key& key,
                                         const EVP_PKEY* public_key);
 

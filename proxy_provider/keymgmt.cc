@@ -102,6 +102,11 @@ absl::StatusOr<std::shared_ptr<Key>> Dup(const Key& key, int selection) {
   return PartialCopy(key, selection);
 }
 
+// EC and SM2 keys carry a curve.
+bool HasDomainParameters(KeyKind kind) {
+  return kind == KeyKind::kEc || kind == KeyKind::kSm2;
+}
+
 bool Match(const Key& a, const Key& b, int selection) {
   if (a.kind() != b.kind()) return false;
   if (a.pkey() == nullptr || b.pkey() == nullptr) return false;
@@ -116,7 +121,7 @@ bool Match(const Key& a, const Key& b, int selection) {
     // its private key.
     ok = EVP_PKEY_eq(a.pkey(), b.pkey()) == 1;
   } else if ((selection & OSSL_KEYMGMT_SELECT_DOMAIN_PARAMETERS) != 0 &&
-             a.kind() == KeyKind::kEc) {
+             HasDomainParameters(a.kind())) {
     ok = EVP_PKEY_parameters_eq(a.pkey(), b.pkey()) == 1;
   }
   ERR_pop_to_mark();
@@ -142,7 +147,7 @@ bool Validate(const Key& key, int selection, int checktype) {
               : EVP_PKEY_public_check(ctx.get())) == 1;
   }
   if (ok && (selection & OSSL_KEYMGMT_SELECT_DOMAIN_PARAMETERS) != 0 &&
-      key.kind() == KeyKind::kEc) {
+      HasDomainParameters(key.kind())) {
     ok = (checktype == OSSL_KEYMGMT_VALIDATE_QUICK_CHECK
               ? EVP_PKEY_param_check_quick(ctx.get())
               : EVP_PKEY_param_check(ctx.get())) == 1;
@@ -363,6 +368,7 @@ const OSSL_PARAM* KmTypes(int /*selection*/) {
     case KeyKind::kRsaPss:
       return kRsaPssTypes;
     case KeyKind::kEc:
+    case KeyKind::kSm2:
       return kEcTypes;
     case KeyKind::kEd25519:
       return kEd25519Types;
@@ -437,10 +443,13 @@ const char* KmQueryOperationName(int operation_id) {
           return "ECDSA";
         case KeyKind::kEd25519:
           return kEd25519Name;
+        case KeyKind::kSm2:
+          return kSm2Name;
       }
       return nullptr;
     case OSSL_OP_ASYM_CIPHER:
-      return kKind == KeyKind::kRsa ? kRsaName : nullptr;
+      if (kKind == KeyKind::kRsa) return kRsaName;
+      return kKind == KeyKind::kSm2 ? kSm2Name : nullptr;
     case OSSL_OP_KEYEXCH:
       return kKind == KeyKind::kEc ? "ECDH" : nullptr;
     default:
@@ -544,5 +553,6 @@ HSMPROXY_KEYMGMT_TABLE(kRsaKeymgmtFunctions, KeyKind::kRsa);
 HSMPROXY_KEYMGMT_TABLE(kRsaPssKeymgmtFunctions, KeyKind::kRsaPss);
 HSMPROXY_KEYMGMT_TABLE(kEcKeymgmtFunctions, KeyKind::kEc);
 HSMPROXY_KEYMGMT_TABLE(kEd25519KeymgmtFunctions, KeyKind::kEd25519);
+HSMPROXY_KEYMGMT_TABLE(kSm2KeymgmtFunctions, KeyKind::kSm2);
 
 }  // namespace hsmd::proxy

@@ -1,4 +1,5 @@
-// KEYMGMT for RSA, RSA-PSS, EC and ED25519 (see key.h for the key objects).
+// KEYMGMT for RSA, RSA-PSS, EC, ED25519 and SM2 (see key.h for the key
+// objects).
 //
 // HSM keys: has/get_params/match/export of the public parts work like any
 // public key (so `openssl pkey -pubout`, `-text_pub`, SSL_CTX_check_private_key
@@ -23,6 +24,7 @@ extern const OSSL_DISPATCH kRsaKeymgmtFunctions[];
 extern const OSSL_DISPATCH kRsaPssKeymgmtFunctions[];
 extern const OSSL_DISPATCH kEcKeymgmtFunctions[];
 extern const OSSL_DISPATCH kEd25519KeymgmtFunctions[];
+extern const OSSL_DISPATCH kSm2KeymgmtFunctions[];
 
 }  // namespace hsmd::proxy
 

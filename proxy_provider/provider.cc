@@ -7,6 +7,7 @@
 #include <cstdarg>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "proxy_provider/algorithms.h"
@@ -17,6 +18,7 @@
 #include "proxy_provider/keymgmt.h"
 #include "proxy_provider/rand.h"
 #include "proxy_provider/signature.h"
+#include "proxy_provider/sm2_signature.h"
 #include "proxy_provider/store.h"
 
 namespace hsmd::proxy {
@@ -31,6 +33,8 @@ const OSSL_ALGORITHM kKeymgmtAlgorithms[] = {
      "hsmproxy EC keys (HSM references)"},
     {kEd25519KeyNames, kProperties, kEd25519KeymgmtFunctions,
      "hsmproxy Ed25519 keys (HSM references)"},
+    {kSm2KeyNames, kProperties, kSm2KeymgmtFunctions,
+     "hsmproxy SM2 keys (HSM references)"},
     {nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -41,18 +45,24 @@ const OSSL_ALGORITHM kSignatureAlgorithms[] = {
      "ECDSA signatures by hsmd"},
     {kEd25519SignatureNames, kProperties, kEd25519SignatureFunctions,
      "Ed25519 signatures by hsmd"},
+    {kSm2SignatureNames, kProperties, kSm2SignatureFunctions,
+     "SM2 signatures (SM3) by hsmd"},
     {nullptr, nullptr, nullptr, nullptr},
 };
 
 const OSSL_ALGORITHM kAsymCipherAlgorithms[] = {
     {kRsaCipherNames, kProperties, kRsaAsymCipherFunctions,
      "RSA decryption by hsmd"},
+    {kSm2CipherNames, kProperties, kSm2AsymCipherFunctions,
+     "SM2 decryption by hsmd"},
     {nullptr, nullptr, nullptr, nullptr},
 };
 
 const OSSL_ALGORITHM kStoreAlgorithms[] = {
     {kStoreScheme, kProperties, kStoreFunctions,
      "pkcs11: URIs resolved by hsmd"},
+    {kSdfStoreScheme, kProperties, kStoreFunctions,
+     "sdf: URIs (SDF device keys) resolved by hsmd"},
     {nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -67,6 +77,8 @@ const OSSL_ALGORITHM kDecoderAlgorithms[] = {
      "EC key named by a PKCS#11 PROVIDER URI file"},
     {kEd25519KeyNames, kDerDecoderProperties, kEd25519UriDecoderFunctions,
      "Ed25519 key named by a PKCS#11 PROVIDER URI file"},
+    {kSm2KeyNames, kDerDecoderProperties, kSm2UriDecoderFunctions,
+     "SM2 key named by a PKCS#11 PROVIDER URI file"},
     {nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -77,6 +89,36 @@ const OSSL_ALGORITHM kRandAlgorithms[] = {
 
 ProviderContext* Provider(void* provctx) {
   return static_cast<ProviderContext*>(provctx);
+}
+
+bool IsSm2Implementation(const OSSL_DISPATCH* functions) {
+  return functions == kSm2KeymgmtFunctions ||
+         functions == kSm2SignatureFunctions ||
+         functions == kSm2AsymCipherFunctions ||
+         functions == kSm2UriDecoderFunctions;
+}
+
+// `table` without its SM2 entries, for an OpenSSL built without SM2.
+std::vector<OSSL_ALGORITHM> WithoutSm2(const OSSL_ALGORITHM* table) {
+  std::vector<OSSL_ALGORITHM> out;
+  for (const OSSL_ALGORITHM* a = table; a->algorithm_names != nullptr; ++a) {
+    if (!IsSm2Implementation(a->implementation)) out.push_back(*a);
+  }
+  out.push_back({nullptr, nullptr, nullptr, nullptr});
+  return out;
+}
+
+struct Sm2FreeTables {
+  std::vector<OSSL_ALGORITHM> keymgmt = WithoutSm2(kKeymgmtAlgorithms);
+  std::vector<OSSL_ALGORITHM> signature = WithoutSm2(kSignatureAlgorithms);
+  std::vector<OSSL_ALGORITHM> cipher = WithoutSm2(kAsymCipherAlgorithms);
+  std::vector<OSSL_ALGORITHM> decoder = WithoutSm2(kDecoderAlgorithms);
+};
+
+// Built once, never destroyed (OpenSSL may query during exit).
+const Sm2FreeTables& NoSm2() {
+  static const Sm2FreeTables* tables = new Sm2FreeTables();
+  return *tables;
 }
 
 void Teardown(void* provctx) {
@@ -114,20 +156,21 @@ int GetParams(void* /*provctx*/, OSSL_PARAM params[]) {
   return 1;
 }
 
-const OSSL_ALGORITHM* QueryOperation(void* /*provctx*/, int operation_id,
+const OSSL_ALGORITHM* QueryOperation(void* provctx, int operation_id,
                                      int* no_cache) {
   *no_cache = 0;
+  bool sm2 = Provider(provctx)->sm2_available();
   switch (operation_id) {
     case OSSL_OP_KEYMGMT:
-      return kKeymgmtAlgorithms;
+      return sm2 ? kKeymgmtAlgorithms : NoSm2().keymgmt.data();
     case OSSL_OP_SIGNATURE:
-      return kSignatureAlgorithms;
+      return sm2 ? kSignatureAlgorithms : NoSm2().signature.data();
     case OSSL_OP_ASYM_CIPHER:
-      return kAsymCipherAlgorithms;
+      return sm2 ? kAsymCipherAlgorithms : NoSm2().cipher.data();
     case OSSL_OP_STORE:
       return kStoreAlgorithms;
     case OSSL_OP_DECODER:
-      return kDecoderAlgorithms;
+      return sm2 ? kDecoderAlgorithms : NoSm2().decoder.data();
     case OSSL_OP_RAND:
       return kRandAlgorithms;
     default:

@@ -1,6 +1,7 @@
 #include "proxy_provider/provider_context.h"
 
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/params.h>
 #include <openssl/provider.h>
 
@@ -9,6 +10,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/openssl_ptr.h"
 #include "common/status_macros.h"
 #include "proxy_provider/debug.h"
 #include "proxy_provider/errors.h"
@@ -95,14 +97,25 @@ absl::Status ProviderContext::Init(const OSSL_DISPATCH* in) {
         "could not load the default provider into hsmproxy's library "
         "context");
   }
+  // Some distributions build OpenSSL without SM2: hsmproxy then serves the
+  // other key types and leaves SM2 out.
+  ERR_set_mark();
   for (KeyKind kind : kAllKeyKinds) {
-    EVP_KEYMGMT* km =
+    keymgmt_[static_cast<int>(kind)] =
         EVP_KEYMGMT_fetch(libctx_, KeyKindName(kind), kDefaultProviderQuery);
-    if (km == nullptr) {
+  }
+  sm2_signature_ = EVP_SIGNATURE_fetch(libctx_, "SM2", kDefaultProviderQuery);
+  sm2_cipher_ = EVP_ASYM_CIPHER_fetch(libctx_, "SM2", kDefaultProviderQuery);
+  EvpMdPtr sm3(EVP_MD_fetch(libctx_, "SM3", kDefaultProviderQuery));
+  ERR_pop_to_mark();
+  sm2_available_ = default_keymgmt(KeyKind::kSm2) != nullptr &&
+                   sm2_signature_ != nullptr && sm2_cipher_ != nullptr &&
+                   sm3 != nullptr;
+  for (KeyKind kind : kAllKeyKinds) {
+    if (default_keymgmt(kind) == nullptr && kind != KeyKind::kSm2) {
       return absl::InternalError(absl::StrCat("the default provider has no ",
                                               KeyKindName(kind), " keymgmt"));
     }
-    keymgmt_[static_cast<int>(kind)] = km;
   }
   rsa_signature_ = EVP_SIGNATURE_fetch(libctx_, "RSA", kDefaultProviderQuery);
   ecdsa_signature_ =
@@ -131,7 +144,8 @@ absl::Status ProviderContext::Init(const OSSL_DISPATCH* in) {
   HSMPROXY_DEBUG_LOG("initialised: socket ", config_.socket_path, ", timeout ",
                      absl::FormatDuration(config_.timeout),
                      ", connect timeout ",
-                     absl::FormatDuration(config_.connect_timeout));
+                     absl::FormatDuration(config_.connect_timeout),
+                     sm2_available_ ? "" : "; no SM2 in this OpenSSL");
   return absl::OkStatus();
 }
 
@@ -184,7 +198,9 @@ ProviderContext::~ProviderContext() {
   EVP_SIGNATURE_free(rsa_signature_);
   EVP_SIGNATURE_free(ecdsa_signature_);
   EVP_SIGNATURE_free(ed25519_signature_);
+  EVP_SIGNATURE_free(sm2_signature_);
   EVP_ASYM_CIPHER_free(rsa_cipher_);
+  EVP_ASYM_CIPHER_free(sm2_cipher_);
   if (default_provider_ != nullptr) OSSL_PROVIDER_unload(default_provider_);
   OSSL_LIB_CTX_free(libctx_);
 }

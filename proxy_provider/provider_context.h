@@ -69,15 +69,21 @@ class ProviderContext {
 
   RandomPool& random_pool() { return *random_pool_; }
 
+  // Whether this OpenSSL has SM2 and SM3 (some distributions leave them
+  // out); without them hsmproxy registers no SM2 algorithms.
+  bool sm2_available() const { return sm2_available_; }
+
   // The default provider's implementations in libctx(), for parameter tables
-  // and for the software-key paths.
+  // and for the software-key paths (the SM2 ones only if sm2_available()).
   EVP_KEYMGMT* default_keymgmt(KeyKind kind) const;
   EVP_SIGNATURE* default_rsa_signature() const { return rsa_signature_; }
   EVP_SIGNATURE* default_ecdsa_signature() const { return ecdsa_signature_; }
   EVP_SIGNATURE* default_ed25519_signature() const {
     return ed25519_signature_;
   }
+  EVP_SIGNATURE* default_sm2_signature() const { return sm2_signature_; }
   EVP_ASYM_CIPHER* default_rsa_cipher() const { return rsa_cipher_; }
+  EVP_ASYM_CIPHER* default_sm2_cipher() const { return sm2_cipher_; }
 
   // Puts `status` (non-OK) on OpenSSL's error queue: reason from
   // ReasonOf(status), data from ErrorText(status).
@@ -100,11 +106,14 @@ class ProviderContext {
 
   OSSL_LIB_CTX* libctx_ = nullptr;
   OSSL_PROVIDER* default_provider_ = nullptr;
-  EVP_KEYMGMT* keymgmt_[4] = {nullptr, nullptr, nullptr, nullptr};
+  EVP_KEYMGMT* keymgmt_[kKeyKindCount] = {};
   EVP_SIGNATURE* rsa_signature_ = nullptr;
   EVP_SIGNATURE* ecdsa_signature_ = nullptr;
   EVP_SIGNATURE* ed25519_signature_ = nullptr;
+  EVP_SIGNATURE* sm2_signature_ = nullptr;
   EVP_ASYM_CIPHER* rsa_cipher_ = nullptr;
+  EVP_ASYM_CIPHER* sm2_cipher_ = nullptr;
+  bool sm2_available_ = false;
 
   std::atomic<client::Client*> client_{nullptr};
   std::unique_ptr<RandomPool> random_pool_;

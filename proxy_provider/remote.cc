@@ -50,6 +50,8 @@ std::string DescribeAlgorithm(const v1::SignatureAlgorithm& algorithm) {
                           v1::HashAlgorithm_Name(algorithm.ecdsa().hash()));
     case v1::SignatureAlgorithm::kEd25519:
       return "Ed25519";
+    case v1::SignatureAlgorithm::kSm2:
+      return "SM2 (SM3)";
     default:
       return "no algorithm";
   }

@@ -72,7 +72,7 @@ absl::StatusOr<std::vector<UriObject>> ResolveUri(ProviderContext& provider,
   for (const v1::Key& key : keys) {
     absl::StatusOr<std::shared_ptr<Key>> hsm_key = Key::FromHsm(&provider, key);
     if (!hsm_key.ok()) {
-      // A key type hsmproxy does not serve (SM2): skip it unless it is the
+      // A key type hsmproxy does not serve (SM4): skip it unless it is the
       // only match, so the user learns why.
       if (keys.size() == 1) return hsm_key.status();
       HSMPROXY_DEBUG_LOG("skipping ", key.uri(), ": ",

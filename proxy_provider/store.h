@@ -1,4 +1,5 @@
-// OSSL_STORE loader for `pkcs11:` URIs (RFC 7512), so
+// OSSL_STORE loader for `pkcs11:` URIs (RFC 7512) and hsmd's `sdf:` key URIs
+// (`sdf:device=NAME;index=N;usage=sign|enc`), so
 // `openssl pkeyutl -inkey "pkcs11:token=demo;object=ec-p256"` and
 // OSSL_STORE_open() find HSM keys.
 //

@@ -47,9 +47,15 @@ absl::StatusOr<std::string> PercentDecode(absl::string_view value) {
 }  // namespace
 
 absl::StatusOr<StoreUri> ParseStoreUri(absl::string_view uri) {
+  if (absl::StartsWithIgnoreCase(uri, "sdf:")) {
+    // hsmd validates sdf: URIs and names what it rejects.
+    StoreUri result;
+    result.filter = absl::StrCat("sdf:", uri.substr(4));
+    return result;
+  }
   constexpr absl::string_view kScheme = "pkcs11:";
   if (!absl::StartsWithIgnoreCase(uri, kScheme)) {
-    return BadUri(uri, "not a pkcs11: URI");
+    return BadUri(uri, "not a pkcs11: or sdf: URI");
   }
   absl::string_view rest = uri.substr(kScheme.size());
   absl::string_view path = rest;

@@ -29,6 +29,17 @@ TEST(StoreUriTest, TypeIsTakenOutOfTheFilter) {
   EXPECT_EQ(uri->filter, "pkcs11:object=x");
 }
 
+TEST(StoreUriTest, SdfUrisAreTheFilterAsTheyAre) {
+  absl::StatusOr<StoreUri> uri =
+      ParseStoreUri("sdf:device=soft0;index=1;usage=sign");
+  ASSERT_TRUE(uri.ok()) << uri.status();
+  EXPECT_EQ(uri->type, UriObjectType::kAny);
+  EXPECT_EQ(uri->filter, "sdf:device=soft0;index=1;usage=sign");
+  uri = ParseStoreUri("SDF:device=card%200;index=2");
+  ASSERT_TRUE(uri.ok());
+  EXPECT_EQ(uri->filter, "sdf:device=card%200;index=2");
+}
+
 TEST(StoreUriTest, RejectsWhatItCannotServe) {
   for (const char* bad : {"file:/etc/key.pem", "pkcs11:type=secret-key",
                           "pkcs11:type=data", "pkcs11:type=%zz"}) {

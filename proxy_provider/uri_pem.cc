@@ -67,6 +67,12 @@ std::string Tlv(uint8_t tag, absl::string_view value) {
   return out;
 }
 
+// The URI schemes hsmproxy resolves.
+bool IsKeyUri(absl::string_view uri) {
+  return absl::StartsWithIgnoreCase(uri, "pkcs11:") ||
+         absl::StartsWithIgnoreCase(uri, "sdf:");
+}
+
 absl::Status NotUriDer(absl::string_view why) {
   return absl::InvalidArgumentError(
       absl::StrCat("not a PKCS#11 PROVIDER URI structure: ", why));
@@ -88,9 +94,9 @@ absl::StatusOr<std::string> ParseUriDer(absl::string_view der) {
   if (!ReadTlv(body, tag, uri) || !IsStringTag(tag) || !body.empty()) {
     return NotUriDer("no URI string");
   }
-  if (!absl::StartsWithIgnoreCase(uri, "pkcs11:")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the key file names \"", uri, "\", not a pkcs11: URI"));
+  if (!IsKeyUri(uri)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the key file names \"", uri, "\", not a pkcs11: or sdf: URI"));
   }
   return std::string(uri);
 }
@@ -129,9 +135,9 @@ absl::StatusOr<std::string> ParseUriPem(absl::string_view pem) {
 }
 
 absl::StatusOr<std::string> EncodeUriPem(absl::string_view uri) {
-  if (!absl::StartsWithIgnoreCase(uri, "pkcs11:")) {
+  if (!IsKeyUri(uri)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("\"", uri, "\" is not a pkcs11: URI"));
+        absl::StrCat("\"", uri, "\" is not a pkcs11: or sdf: URI"));
   }
   std::string der = EncodeUriDer(uri);
   BioPtr bio(BIO_new(BIO_s_mem()));

@@ -8,7 +8,9 @@
 //   -----END PKCS#11 PROVIDER URI-----
 //
 // Readers accept any string type for either field and any description;
-// writers use the exact description, which pkcs11-provider insists on.
+// writers use the exact description, which pkcs11-provider insists on. The
+// URI may also be one of hsmd's `sdf:` key URIs (the same file format, which
+// only hsmproxy reads).
 #ifndef HSMD_PROXY_PROVIDER_URI_PEM_H_
 #define HSMD_PROXY_PROVIDER_URI_PEM_H_
 
@@ -23,7 +25,7 @@ inline constexpr char kUriPemLabel[] = "PKCS#11 PROVIDER URI";
 inline constexpr char kUriPemDescription[] = "PKCS#11 Provider URI v1.0";
 
 // The URI in a DER SEQUENCE { desc, uri }. INVALID_ARGUMENT when `der` is
-// not exactly that structure or the URI is not a `pkcs11:` URI.
+// not exactly that structure or the URI is neither `pkcs11:` nor `sdf:`.
 absl::StatusOr<std::string> ParseUriDer(absl::string_view der);
 
 // The DER SEQUENCE for `uri`.

@@ -21,6 +21,15 @@ TEST(UriPemTest, RoundTrip) {
   EXPECT_EQ(*uri, kUri);
 }
 
+TEST(UriPemTest, SdfUrisRoundTrip) {
+  const std::string sdf = "sdf:device=soft0;index=1;usage=sign";
+  absl::StatusOr<std::string> pem = EncodeUriPem(sdf);
+  ASSERT_TRUE(pem.ok()) << pem.status();
+  absl::StatusOr<std::string> uri = ParseUriPem(*pem);
+  ASSERT_TRUE(uri.ok()) << uri.status();
+  EXPECT_EQ(*uri, sdf);
+}
+
 TEST(UriPemTest, DerMatchesPkcs11ProviderLayout) {
   // SEQUENCE { VisibleString "PKCS#11 Provider URI v1.0", UTF8String uri },
   // as pkcs11-provider's tests build it byte by byte.

@@ -20,6 +20,9 @@ namespace hsmd::testing {
 namespace {
 
 constexpr char kToken[] = "demo";
+constexpr char kSdfDevice[] = "soft0";
+// GM/T 0009's default distinguishing ID, which hsmd uses for message input.
+constexpr char kSm2DefaultId[] = "1234567812345678";
 
 class FakeClient : public client::Client {
  public:
@@ -107,7 +110,50 @@ absl::StatusOr<std::shared_ptr<FakeHsmd>> FakeHsmd::New() {
   ASSIGN_OR_RETURN(EvpPkeyPtr ed, Generate("ED25519", nullptr, 0));
   RETURN_IF_ERROR(hsmd->AddKey("ed25519", v1::KEY_TYPE_ED25519, std::move(ed),
                                v1::CURVE_ED25519));
+  ASSIGN_OR_RETURN(EvpPkeyPtr sm2_sign, Generate("SM2", nullptr, 0));
+  RETURN_IF_ERROR(hsmd->AddSdfKey("sm2-sign", v1::KEY_TYPE_SM2,
+                                  std::move(sm2_sign), 1, "sign",
+                                  v1::OPERATION_SIGN));
+  ASSIGN_OR_RETURN(EvpPkeyPtr sm2_enc, Generate("SM2", nullptr, 0));
+  RETURN_IF_ERROR(hsmd->AddSdfKey("sm2-enc", v1::KEY_TYPE_SM2,
+                                  std::move(sm2_enc), 1, "enc",
+                                  v1::OPERATION_DECRYPT));
+  RETURN_IF_ERROR(hsmd->AddSdfKey("sm4", v1::KEY_TYPE_SM4, nullptr, 1, "sm4",
+                                  v1::OPERATION_ENCRYPT));
   return hsmd;
+}
+
+absl::Status FakeHsmd::AddSdfKey(const std::string& label, v1::KeyType type,
+                                 EvpPkeyPtr pkey, int index,
+                                 const std::string& usage,
+                                 v1::Operation operation) {
+  Entry entry;
+  entry.key.set_label(label);
+  entry.key.set_key_type(type);
+  entry.key.add_allowed_operations(operation);
+  entry.key.set_uri(absl::StrCat("sdf:device=", kSdfDevice, ";index=", index,
+                                 ";usage=", usage));
+  std::string hashed = entry.key.uri();
+  if (pkey != nullptr) {
+    entry.key.set_size_bits(
+        static_cast<uint32_t>(EVP_PKEY_get_bits(pkey.get())));
+    entry.key.set_curve(v1::CURVE_SM2);
+    entry.key.set_public_key_der(Spki(pkey.get()));
+    hashed = entry.key.public_key_der();
+  } else {
+    entry.key.set_size_bits(128);
+    entry.key.add_allowed_operations(v1::OPERATION_DECRYPT);
+  }
+  unsigned char digest[32];
+  SHA256(reinterpret_cast<const unsigned char*>(hashed.data()), hashed.size(),
+         digest);
+  entry.key.set_key_id(absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<char*>(digest), 16)));
+  entry.key.set_backend("sdf");
+  entry.key.set_token_label(kSdfDevice);
+  entry.pkey = std::move(pkey);
+  keys_.emplace(label, std::move(entry));
+  return absl::OkStatus();
 }
 
 absl::Status FakeHsmd::AddKey(const std::string& label, v1::KeyType type,
@@ -162,6 +208,11 @@ const v1::Key& FakeHsmd::key(const std::string& label) const {
 
 EVP_PKEY* FakeHsmd::private_key(const std::string& label) const {
   return keys_.at(label).pkey.get();
+}
+
+v1::SignRequest FakeHsmd::last_sign_request() const {
+  absl::MutexLock lock(&mu_);
+  return last_sign_request_;
 }
 
 void FakeHsmd::set_certificate(const std::string& label,
@@ -220,13 +271,17 @@ absl::Status FakeHsmd::Call(absl::string_view method,
   return absl::UnimplementedError(absl::StrCat("fake hsmd has no ", method));
 }
 
-std::vector<const FakeHsmd::Entry*> FakeHsmd::Match(
+absl::StatusOr<std::vector<const FakeHsmd::Entry*>> FakeHsmd::Match(
     const std::string& uri_filter) const {
   std::vector<const Entry*> out;
-  std::string token;
-  std::string object;
+  if (uri_filter.empty()) {
+    for (const auto& [label, entry] : keys_) out.push_back(&entry);
+    return out;
+  }
   absl::string_view path = uri_filter;
   if (absl::ConsumePrefix(&path, "pkcs11:")) {
+    std::string token;
+    std::string object;
     path = path.substr(0, path.find('?'));
     for (absl::string_view attribute : absl::StrSplit(path, ';')) {
       std::pair<std::string, std::string> kv =
@@ -234,12 +289,45 @@ std::vector<const FakeHsmd::Entry*> FakeHsmd::Match(
       if (kv.first == "token") token = kv.second;
       if (kv.first == "object") object = kv.second;
     }
+    if (!token.empty() && token != kToken) return out;
+    for (const auto& [label, entry] : keys_) {
+      if (!absl::StartsWith(entry.key.uri(), "pkcs11:")) continue;
+      if (object.empty() || object == label) out.push_back(&entry);
+    }
+    return out;
   }
-  if (!token.empty() && token != kToken) return out;
-  for (const auto& [label, entry] : keys_) {
-    if (object.empty() || object == label) out.push_back(&entry);
+  if (absl::ConsumePrefix(&path, "sdf:")) {
+    // Like hsmd: any subset of device, index, usage and object; nothing
+    // else.
+    std::map<std::string, std::string> wanted;
+    for (absl::string_view attribute : absl::StrSplit(path, ';')) {
+      std::pair<std::string, std::string> kv =
+          absl::StrSplit(attribute, absl::MaxSplits('=', 1));
+      if (kv.first != "device" && kv.first != "index" && kv.first != "usage" &&
+          kv.first != "object") {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "sdf: URI attribute \"", kv.first,
+            "\" is unknown (sdf: URIs take device, index, usage and object)"));
+      }
+      wanted[kv.first] = kv.second;
+    }
+    for (const auto& [label, entry] : keys_) {
+      if (!absl::StartsWith(entry.key.uri(), "sdf:")) continue;
+      bool match = true;
+      for (const auto& [name, value] : wanted) {
+        if (name == "object") {
+          match &= value == label;
+        } else {
+          match &= absl::StrContains(absl::StrCat(entry.key.uri(), ";"),
+                                     absl::StrCat(name, "=", value, ";"));
+        }
+      }
+      if (match) out.push_back(&entry);
+    }
+    return out;
   }
-  return out;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unsupported scheme in \"", uri_filter, "\""));
 }
 
 absl::StatusOr<const FakeHsmd::Entry*> FakeHsmd::Find(
@@ -251,7 +339,7 @@ absl::StatusOr<const FakeHsmd::Entry*> FakeHsmd::Find(
     return absl::NotFoundError(
         absl::StrCat("no key with key_id ", ref.key_id()));
   }
-  std::vector<const Entry*> matches = Match(ref.uri());
+  ASSIGN_OR_RETURN(std::vector<const Entry*> matches, Match(ref.uri()));
   if (matches.empty()) {
     return absl::NotFoundError(absl::StrCat("no key matches ", ref.uri()));
   }
@@ -268,9 +356,10 @@ absl::StatusOr<v1::ListKeysResponse> FakeHsmd::ListKeys(
     return absl::InvalidArgumentError(
         "pin-value is not accepted: hsmd holds the PIN");
   }
+  ASSIGN_OR_RETURN(std::vector<const Entry*> matches, Match(r.uri_filter()));
   v1::ListKeysResponse response;
   absl::MutexLock lock(&mu_);
-  for (const Entry* entry : Match(r.uri_filter())) {
+  for (const Entry* entry : matches) {
     v1::Key* key = response.add_keys();
     *key = entry->key;
     auto cert = certificates_.find(entry->key.label());
@@ -288,11 +377,20 @@ absl::StatusOr<v1::GetKeyResponse> FakeHsmd::GetKey(
 }
 
 absl::StatusOr<v1::SignResponse> FakeHsmd::Sign(const v1::SignRequest& r) {
+  {
+    absl::MutexLock lock(&mu_);
+    last_sign_request_ = r;
+  }
   ASSIGN_OR_RETURN(const Entry* entry, Find(r.key()));
   EVP_PKEY* pkey = entry->pkey.get();
   const v1::SignatureAlgorithm& alg = r.algorithm();
   std::string signature;
-  if (alg.has_ed25519()) {
+  if (entry->key.key_type() == v1::KEY_TYPE_SM2 ||
+      entry->key.key_type() == v1::KEY_TYPE_SM4) {
+    ASSIGN_OR_RETURN(signature, Sm2Sign(*entry, r));
+  } else if (alg.has_sm2()) {
+    return absl::InvalidArgumentError("SM2 signatures need an SM2 key");
+  } else if (alg.has_ed25519()) {
     if (entry->key.key_type() != v1::KEY_TYPE_ED25519) {
       return absl::InvalidArgumentError("Ed25519 needs an Ed25519 key");
     }
@@ -384,9 +482,85 @@ absl::StatusOr<v1::SignResponse> FakeHsmd::Sign(const v1::SignRequest& r) {
   return response;
 }
 
+absl::StatusOr<std::string> FakeHsmd::Sm2Sign(const Entry& entry,
+                                              const v1::SignRequest& r) {
+  if (!r.algorithm().has_sm2()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        entry.key.uri(), " is an ", v1::KeyType_Name(entry.key.key_type()),
+        " key: only SM2 signatures"));
+  }
+  if (entry.key.key_type() != v1::KEY_TYPE_SM2 ||
+      entry.key.allowed_operations(0) != v1::OPERATION_SIGN) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(entry.key.uri(), " is not a signing key"));
+  }
+  std::string signature(72, '\0');
+  size_t length = signature.size();
+  auto* out = reinterpret_cast<unsigned char*>(signature.data());
+  if (r.has_digest()) {
+    if (r.digest().size() != 32) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "SM2 digest input must be e (32 bytes), got ", r.digest().size()));
+    }
+    EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(entry.pkey.get(), nullptr));
+    if (EVP_PKEY_sign_init(ctx.get()) != 1 ||
+        EVP_PKEY_sign(ctx.get(), out, &length,
+                      reinterpret_cast<const unsigned char*>(r.digest().data()),
+                      r.digest().size()) != 1) {
+      return absl::InternalError("SM2 signing failed");
+    }
+  } else {
+    std::string id = r.algorithm().sm2().distinguishing_id();
+    if (id.empty()) id = kSm2DefaultId;
+    EvpMdCtxPtr md(EVP_MD_CTX_new());
+    EVP_PKEY_CTX* pctx = nullptr;
+    if (EVP_DigestSignInit(md.get(), &pctx, EVP_sm3(), nullptr,
+                           entry.pkey.get()) != 1 ||
+        EVP_PKEY_CTX_set1_id(pctx, id.data(), static_cast<int>(id.size())) !=
+            1 ||
+        EVP_DigestSign(
+            md.get(), out, &length,
+            reinterpret_cast<const unsigned char*>(r.message().data()),
+            r.message().size()) != 1) {
+      return absl::InternalError("SM2 signing failed");
+    }
+  }
+  signature.resize(length);
+  return signature;
+}
+
+absl::StatusOr<std::string> FakeHsmd::Sm2Decrypt(
+    const Entry& entry, const std::string& ciphertext) {
+  if (entry.key.key_type() != v1::KEY_TYPE_SM2 ||
+      entry.key.allowed_operations(0) != v1::OPERATION_DECRYPT) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(entry.key.uri(), " is not an SM2 encryption key"));
+  }
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(entry.pkey.get(), nullptr));
+  std::string plaintext(ciphertext.size(), '\0');
+  size_t length = plaintext.size();
+  if (EVP_PKEY_decrypt_init(ctx.get()) != 1 ||
+      EVP_PKEY_decrypt(
+          ctx.get(), reinterpret_cast<unsigned char*>(plaintext.data()),
+          &length, reinterpret_cast<const unsigned char*>(ciphertext.data()),
+          ciphertext.size()) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError("decryption failed");
+  }
+  plaintext.resize(length);
+  return plaintext;
+}
+
 absl::StatusOr<v1::DecryptResponse> FakeHsmd::Decrypt(
     const v1::DecryptRequest& r) {
   ASSIGN_OR_RETURN(const Entry* entry, Find(r.key()));
+  if (r.algorithm().has_sm2()) {
+    ASSIGN_OR_RETURN(std::string plaintext, Sm2Decrypt(*entry, r.ciphertext()));
+    v1::DecryptResponse response;
+    response.set_plaintext(plaintext);
+    response.set_key_id(entry->key.key_id());
+    return response;
+  }
   if (entry->key.key_type() != v1::KEY_TYPE_RSA) {
     return absl::InvalidArgumentError("decryption needs an RSA key");
   }

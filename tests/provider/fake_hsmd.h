@@ -1,8 +1,10 @@
 // An in-process stand-in for hsmd behind the client_lib Client interface,
 // for provider tests that need no daemon: it holds software keys (labels as
-// in `hsmd --demo`: rsa-2048, ec-p256, ec-p384, ed25519) and implements
-// ListKeys, GetKey, Sign, Decrypt and GenerateRandom with hsmd's semantics
-// and error codes. Tests can make it "unavailable" and count calls.
+// in `hsmd --demo`: rsa-2048, ec-p256, ec-p384, ed25519 on token "demo";
+// and, as on an SDF device "soft0", sm2-sign (sdf:device=soft0;index=1;
+// usage=sign), sm2-enc (...;usage=enc) and sm4 (...;usage=sm4)) and
+// implements ListKeys, GetKey, Sign, Decrypt and GenerateRandom with hsmd's
+// semantics and error codes. Tests can make it "unavailable" and count calls.
 #ifndef HSMD_TESTS_PROVIDER_FAKE_HSMD_H_
 #define HSMD_TESTS_PROVIDER_FAKE_HSMD_H_
 
@@ -44,6 +46,9 @@ class FakeHsmd : public std::enable_shared_from_this<FakeHsmd> {
   // Attaches a DER certificate to the key (returned as certificate_der).
   void set_certificate(const std::string& label, const std::string& der);
 
+  // The last Sign request received.
+  v1::SignRequest last_sign_request() const;
+
   absl::Status Call(absl::string_view method,
                     const google::protobuf::MessageLite& request,
                     google::protobuf::MessageLite* response,
@@ -58,12 +63,21 @@ class FakeHsmd : public std::enable_shared_from_this<FakeHsmd> {
   FakeHsmd() = default;
   absl::Status AddKey(const std::string& label, v1::KeyType type,
                       EvpPkeyPtr pkey, v1::Curve curve);
+  // A key on the SDF device "soft0" (pkey nullptr for SM4).
+  absl::Status AddSdfKey(const std::string& label, v1::KeyType type,
+                         EvpPkeyPtr pkey, int index, const std::string& usage,
+                         v1::Operation operation);
   absl::StatusOr<const Entry*> Find(const v1::KeyRef& ref) const;
-  std::vector<const Entry*> Match(const std::string& uri_filter) const;
+  absl::StatusOr<std::vector<const Entry*>> Match(
+      const std::string& uri_filter) const;
 
   absl::StatusOr<v1::ListKeysResponse> ListKeys(const v1::ListKeysRequest& r);
   absl::StatusOr<v1::GetKeyResponse> GetKey(const v1::GetKeyRequest& r);
   absl::StatusOr<v1::SignResponse> Sign(const v1::SignRequest& r);
+  absl::StatusOr<std::string> Sm2Sign(const Entry& entry,
+                                      const v1::SignRequest& r);
+  absl::StatusOr<std::string> Sm2Decrypt(const Entry& entry,
+                                         const std::string& ciphertext);
   absl::StatusOr<v1::DecryptResponse> Decrypt(const v1::DecryptRequest& r);
   absl::StatusOr<v1::GenerateRandomResponse> GenerateRandom(
       const v1::GenerateRandomRequest& r);
@@ -73,6 +87,7 @@ class FakeHsmd : public std::enable_shared_from_this<FakeHsmd> {
   bool unavailable_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, int> calls_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> certificates_ ABSL_GUARDED_BY(mu_);
+  v1::SignRequest last_sign_request_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace hsmd::testing

@@ -2,6 +2,9 @@
 // providers loaded into the default library context. Every child runs under
 // an alarm() watchdog, so a hang fails the test instead of blocking it.
 //
+// Every scenario that signs runs with an EC or RSA key and, as the *Sm2
+// tests, with an SM2 key on the demo's SDF device.
+//
 // Includes the seed project's acceptance test (test_fork_basic.c): the
 // parent loads the provider and calls RAND_bytes, forks, the child calls
 // RAND_bytes twice, and the parent keeps working; here RAND_bytes is served
@@ -37,6 +40,8 @@ namespace {
 constexpr int kChildWatchdogSeconds = 20;
 const char kEcUri[] = "pkcs11:token=demo;object=ec-p256;type=private";
 const char kRsaUri[] = "pkcs11:token=demo;object=rsa-2048;type=private";
+// An SM2 key on the demo's software SDF device.
+const char kSm2Uri[] = "sdf:device=soft0;index=1;usage=sign";
 
 class ForkTest : public ::testing::Test {
  protected:
@@ -84,24 +89,41 @@ class ForkTest : public ::testing::Test {
   }
 
   // Signs `message` with `key` and verifies the signature with `pub` alone;
-  // 0 on success (usable as a child's exit code).
+  // 0 on success (usable as a child's exit code). SM2 keys sign with SM3,
+  // verified with GM/T 0009's default ID (hsmproxy's default for HSM keys).
   static int SignAndVerify(EVP_PKEY* key, EVP_PKEY* pub,
                            const std::string& message) {
-    absl::StatusOr<std::string> sig =
-        DigestSign(nullptr, key, "SHA256", message);
+    bool sm2 = EVP_PKEY_is_a(key, "SM2");
+    const char* md = sm2 ? "SM3" : "SHA256";
+    absl::StatusOr<std::string> sig = DigestSign(nullptr, key, md, message);
     if (!sig.ok()) {
       std::fprintf(stderr, "sign failed: %s\n",
                    sig.status().ToString().c_str());
       return 1;
     }
+    CtxSetup setup = nullptr;
+    if (sm2) {
+      setup = [](EVP_PKEY_CTX* c) {
+        return EVP_PKEY_CTX_ctrl_str(c, "distid", "1234567812345678") > 0;
+      };
+    }
     absl::StatusOr<bool> ok =
-        DigestVerify(nullptr, pub, "SHA256", message, *sig);
+        DigestVerify(nullptr, pub, md, message, *sig, setup);
     if (!ok.ok() || !*ok) {
       std::fprintf(stderr, "signature does not verify\n");
       return 2;
     }
     return 0;
   }
+
+  // The scenarios, run with each key type.
+  void SeedAcceptanceSignatures(const char* uri);
+  void ThousandSequentialForks(const char* uri);
+  void ForkWhileFourThreadsSign(const char* uri);
+  void DoubleFork(const char* uri);
+  void ForkThenExecOpenssl(const char* uri);
+  void ChildrenExitWithoutUsingTheProvider(const char* uri);
+  void ParentOnlyLoadedTheKey(const char* uri);
 
   static DemoDaemon* daemon_;
   static std::string* provider_dir_;
@@ -153,8 +175,13 @@ TEST_F(ForkTest, SeedAcceptanceRandBytes) {
   EXPECT_NE(after, before);
 }
 
-TEST_F(ForkTest, SeedAcceptanceSignatures) {
-  EvpPkeyPtr key = Key(kEcUri);
+TEST_F(ForkTest, SeedAcceptanceSignatures) { SeedAcceptanceSignatures(kEcUri); }
+TEST_F(ForkTest, SeedAcceptanceSignaturesSm2) {
+  SeedAcceptanceSignatures(kSm2Uri);
+}
+
+void ForkTest::SeedAcceptanceSignatures(const char* uri) {
+  EvpPkeyPtr key = Key(uri);
   EvpPkeyPtr pub = PublicKey(key.get());
   ASSERT_EQ(SignAndVerify(key.get(), pub.get(), "parent before fork"), 0);
   std::string result = RunInChild(
@@ -167,8 +194,13 @@ TEST_F(ForkTest, SeedAcceptanceSignatures) {
   EXPECT_EQ(SignAndVerify(key.get(), pub.get(), "parent after fork"), 0);
 }
 
-TEST_F(ForkTest, ThousandSequentialForks) {
-  EvpPkeyPtr key = Key(kEcUri);
+TEST_F(ForkTest, ThousandSequentialForks) { ThousandSequentialForks(kEcUri); }
+TEST_F(ForkTest, ThousandSequentialForksSm2) {
+  ThousandSequentialForks(kSm2Uri);
+}
+
+void ForkTest::ThousandSequentialForks(const char* uri) {
+  EvpPkeyPtr key = Key(uri);
   EvpPkeyPtr pub = PublicKey(key.get());
   ASSERT_EQ(SignAndVerify(key.get(), pub.get(), "warm-up"), 0);
   int failures = 0;
@@ -188,14 +220,19 @@ TEST_F(ForkTest, ThousandSequentialForks) {
   EXPECT_EQ(SignAndVerify(key.get(), pub.get(), "parent after"), 0);
 }
 
-TEST_F(ForkTest, ForkWhileFourThreadsSign) {
+TEST_F(ForkTest, ForkWhileFourThreadsSign) { ForkWhileFourThreadsSign(kEcUri); }
+TEST_F(ForkTest, ForkWhileFourThreadsSignSm2) {
+  ForkWhileFourThreadsSign(kSm2Uri);
+}
+
+void ForkTest::ForkWhileFourThreadsSign(const char* uri) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   // The sanitizer runtimes' own allocator locks are not fork-safe: a child
   // forked while another thread is inside malloc hangs before reaching any
   // hsmproxy code.
   GTEST_SKIP() << "fork with busy threads is not supported by the sanitizer";
 #endif
-  EvpPkeyPtr key = Key(kEcUri);
+  EvpPkeyPtr key = Key(uri);
   EvpPkeyPtr pub = PublicKey(key.get());
   std::atomic<bool> stop{false};
   std::atomic<int> thread_failures{0};
@@ -232,8 +269,11 @@ TEST_F(ForkTest, ForkWhileFourThreadsSign) {
   EXPECT_GT(thread_signatures.load(), 0);
 }
 
-TEST_F(ForkTest, DoubleFork) {
-  EvpPkeyPtr key = Key(kRsaUri);
+TEST_F(ForkTest, DoubleFork) { DoubleFork(kRsaUri); }
+TEST_F(ForkTest, DoubleForkSm2) { DoubleFork(kSm2Uri); }
+
+void ForkTest::DoubleFork(const char* uri) {
+  EvpPkeyPtr key = Key(uri);
   EvpPkeyPtr pub = PublicKey(key.get());
   ASSERT_EQ(SignAndVerify(key.get(), pub.get(), "parent"), 0);
   std::string result = RunInChild(
@@ -253,27 +293,40 @@ TEST_F(ForkTest, DoubleFork) {
   EXPECT_EQ(SignAndVerify(key.get(), pub.get(), "parent after"), 0);
 }
 
-TEST_F(ForkTest, ForkThenExecOpenssl) {
+TEST_F(ForkTest, ForkThenExecOpenssl) { ForkThenExecOpenssl(kEcUri); }
+TEST_F(ForkTest, ForkThenExecOpensslSm2) { ForkThenExecOpenssl(kSm2Uri); }
+
+void ForkTest::ForkThenExecOpenssl(const char* uri) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "the system openssl cannot load a sanitizer-built module";
 #endif
-  EvpPkeyPtr key = Key(kEcUri);
+  EvpPkeyPtr key = Key(uri);
   EvpPkeyPtr pub = PublicKey(key.get());
   ASSERT_EQ(SignAndVerify(key.get(), pub.get(), "parent"), 0);
+  bool sm2 = EVP_PKEY_is_a(key.get(), "SM2");
   std::string dir = ::testing::TempDir();
   std::string in = dir + "/exec-message.txt";
   std::string out = dir + "/exec-message.sig";
-  std::string digest = Hash("SHA256", "signed by openssl in a child");
-  std::ofstream(in, std::ios::binary) << digest;
+  const std::string message = "signed by openssl in a child";
+  // SM2: `pkeyutl -rawin -digest sm3` over the message; otherwise a digest.
+  std::string input = sm2 ? message : Hash("SHA256", message);
+  std::ofstream(in, std::ios::binary) << input;
   fflush(nullptr);
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     alarm(kChildWatchdogSeconds);
-    execlp("openssl", "openssl", "pkeyutl", "-sign", "-provider-path",
-           provider_dir_->c_str(), "-provider", "hsmproxy", "-provider",
-           "default", "-inkey", kEcUri, "-in", in.c_str(), "-out", out.c_str(),
-           static_cast<char*>(nullptr));
+    if (sm2) {
+      execlp("openssl", "openssl", "pkeyutl", "-sign", "-rawin", "-digest",
+             "sm3", "-provider-path", provider_dir_->c_str(), "-provider",
+             "hsmproxy", "-provider", "default", "-inkey", uri, "-in",
+             in.c_str(), "-out", out.c_str(), static_cast<char*>(nullptr));
+    } else {
+      execlp("openssl", "openssl", "pkeyutl", "-sign", "-provider-path",
+             provider_dir_->c_str(), "-provider", "hsmproxy", "-provider",
+             "default", "-inkey", uri, "-in", in.c_str(), "-out", out.c_str(),
+             static_cast<char*>(nullptr));
+    }
     _exit(127);
   }
   int status = 0;
@@ -282,12 +335,26 @@ TEST_F(ForkTest, ForkThenExecOpenssl) {
   std::ifstream sig_file(out, std::ios::binary);
   std::stringstream sig;
   sig << sig_file.rdbuf();
-  EXPECT_TRUE(*PkeyVerify(nullptr, pub.get(), digest, sig.str()));
+  if (sm2) {
+    EXPECT_TRUE(*DigestVerify(
+        nullptr, pub.get(), "SM3", message, sig.str(), [](EVP_PKEY_CTX* c) {
+          return EVP_PKEY_CTX_ctrl_str(c, "distid", "1234567812345678") > 0;
+        }));
+  } else {
+    EXPECT_TRUE(*PkeyVerify(nullptr, pub.get(), input, sig.str()));
+  }
   EXPECT_EQ(SignAndVerify(key.get(), pub.get(), "parent after"), 0);
 }
 
 TEST_F(ForkTest, ChildrenExitWithoutUsingTheProvider) {
-  EvpPkeyPtr key = Key(kEcUri);
+  ChildrenExitWithoutUsingTheProvider(kEcUri);
+}
+TEST_F(ForkTest, ChildrenExitWithoutUsingTheProviderSm2) {
+  ChildrenExitWithoutUsingTheProvider(kSm2Uri);
+}
+
+void ForkTest::ChildrenExitWithoutUsingTheProvider(const char* uri) {
+  EvpPkeyPtr key = Key(uri);
   EvpPkeyPtr pub = PublicKey(key.get());
   ASSERT_EQ(
       SignAndVerify(key.get(), pub.get(), "parent holds a live connection"), 0);
@@ -313,9 +380,12 @@ TEST_F(ForkTest, ChildrenExitWithoutUsingTheProvider) {
   EXPECT_EQ(SignAndVerify(key.get(), pub.get(), "parent after"), 0);
 }
 
-TEST_F(ForkTest, ParentOnlyLoadedTheKey) {
+TEST_F(ForkTest, ParentOnlyLoadedTheKey) { ParentOnlyLoadedTheKey(kRsaUri); }
+TEST_F(ForkTest, ParentOnlyLoadedTheKeySm2) { ParentOnlyLoadedTheKey(kSm2Uri); }
+
+void ForkTest::ParentOnlyLoadedTheKey(const char* uri) {
   // As nginx's master: the key is loaded (a ListKeys call), never used.
-  EvpPkeyPtr key = Key(kRsaUri);
+  EvpPkeyPtr key = Key(uri);
   EvpPkeyPtr pub = PublicKey(key.get());
   ASSERT_NE(key, nullptr);
   for (int i = 0; i < 4; ++i) {

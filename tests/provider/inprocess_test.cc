@@ -1,5 +1,6 @@
 // hsmproxy in-process against the fake hsmd: every operation family, the
-// parameters OpenSSL callers use, errors, and software keys next to it.
+// parameters OpenSSL callers use, errors, and software keys next to it;
+// SM2 keys on the fake's SDF device.
 // Signatures are always checked with the public key in a library context
 // that has only the default provider.
 #include <openssl/bio.h>
@@ -19,6 +20,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -624,6 +626,401 @@ TEST_F(InProcessTest, RandAsSeedSourceOfTheDefaultDrbg) {
 }
 
 // ---------------------------------------------------------------------------
+// SM2 keys on an SDF device (国密)
+
+constexpr char kSm2SignUri[] = "sdf:device=soft0;index=1;usage=sign";
+constexpr char kSm2EncUri[] = "sdf:device=soft0;index=1;usage=enc";
+// GM/T 0009's default distinguishing ID (OpenSSL 3.0's own is empty).
+constexpr char kGmtDefaultId[] = "1234567812345678";
+
+// Sets the SM2 distinguishing ID as `-pkeyopt distid:ID` does.
+CtxSetup WithId(const std::string& id) {
+  return [id](EVP_PKEY_CTX* c) {
+    return EVP_PKEY_CTX_ctrl_str(c, "distid", id.c_str()) > 0;
+  };
+}
+
+class Sm2Test : public InProcessTest {
+ protected:
+  EvpPkeyPtr Sm2Key(const char* uri) {
+    absl::StatusOr<EvpPkeyPtr> key =
+        LoadKey(libctx(), uri, OSSL_STORE_INFO_PKEY);
+    EXPECT_TRUE(key.ok()) << key.status();
+    return key.ok() ? std::move(*key) : nullptr;
+  }
+
+  // Verifies with the default provider alone.
+  bool DefaultVerifies(const std::string& label, const std::string& message,
+                       const std::string& signature, const CtxSetup& setup) {
+    EvpPkeyPtr pub = DefaultPublicKey(label);
+    absl::StatusOr<bool> ok = DigestVerify(verify_libctx_, pub.get(), "SM3",
+                                           message, signature, setup);
+    EXPECT_TRUE(ok.ok()) << ok.status();
+    return ok.ok() && *ok;
+  }
+};
+
+TEST_F(Sm2Test, StoreFindsSdfKeysAsSm2Keys) {
+  for (const auto& [uri, label] : {std::make_pair(kSm2SignUri, "sm2-sign"),
+                                   std::make_pair(kSm2EncUri, "sm2-enc")}) {
+    SCOPED_TRACE(uri);
+    EvpPkeyPtr key = Sm2Key(uri);
+    ASSERT_NE(key, nullptr);
+    EXPECT_TRUE(EVP_PKEY_is_a(key.get(), "SM2"));
+    EXPECT_STREQ(OSSL_PROVIDER_get0_name(EVP_PKEY_get0_provider(key.get())),
+                 "hsmproxy");
+    EXPECT_EQ(EVP_PKEY_get_bits(key.get()), 256);
+    EXPECT_EQ(EVP_PKEY_get_security_bits(key.get()), 128);
+    EXPECT_EQ(EVP_PKEY_get_size(key.get()), 72);
+    char digest[64];
+    ASSERT_GT(
+        EVP_PKEY_get_default_digest_name(key.get(), digest, sizeof(digest)), 0);
+    EXPECT_STREQ(digest, "SM3");
+    EvpPkeyPtr pub = DefaultPublicKey(label);
+    ASSERT_NE(pub, nullptr);
+    EXPECT_TRUE(EVP_PKEY_is_a(pub.get(), "SM2"));
+    EXPECT_EQ(EVP_PKEY_eq(key.get(), pub.get()), 1);
+    EXPECT_EQ(SpkiOf(key.get()), fake()->key(label).public_key_der());
+    // The public half alone, as an ordinary key.
+    absl::StatusOr<EvpPkeyPtr> public_only =
+        LoadKey(libctx(), uri, OSSL_STORE_INFO_PUBKEY);
+    ASSERT_TRUE(public_only.ok()) << public_only.status();
+    EXPECT_STREQ(
+        OSSL_PROVIDER_get0_name(EVP_PKEY_get0_provider(public_only->get())),
+        "default");
+    EXPECT_EQ(EVP_PKEY_eq(public_only->get(), pub.get()), 1);
+  }
+  // Text output and PEM of the public key.
+  EvpPkeyPtr key = Sm2Key(kSm2SignUri);
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  ASSERT_EQ(PEM_write_bio_PUBKEY(bio.get(), key.get()), 1) << DrainErrors();
+  ASSERT_EQ(EVP_PKEY_print_public(bio.get(), key.get(), 0, nullptr), 1)
+      << DrainErrors();
+  char* data = nullptr;
+  long length = BIO_get_mem_data(bio.get(), &data);
+  std::string text(data, static_cast<size_t>(length));
+  EXPECT_THAT(text, HasSubstr("-----BEGIN PUBLIC KEY-----"));
+  EXPECT_THAT(text, HasSubstr("SM2"));
+}
+
+TEST_F(Sm2Test, DigestSignWithDefaultIdVerifiesInTheDefaultProvider) {
+  EvpPkeyPtr key = Sm2Key(kSm2SignUri);
+  ASSERT_NE(key, nullptr);
+  int signs = fake()->calls("Sign");
+  absl::StatusOr<std::string> sig =
+      DigestSign(libctx(), key.get(), "SM3", kMessage);
+  ASSERT_TRUE(sig.ok()) << sig.status();
+  EXPECT_EQ(fake()->calls("Sign"), signs + 1);
+  // Only e went to hsmd.
+  v1::SignRequest request = fake()->last_sign_request();
+  EXPECT_TRUE(request.algorithm().has_sm2());
+  EXPECT_TRUE(request.has_digest());
+  EXPECT_EQ(request.digest().size(), 32u);
+  EXPECT_TRUE(request.algorithm().sm2().distinguishing_id().empty());
+  // GM/T 0009's default ID, not OpenSSL's empty one.
+  EXPECT_TRUE(
+      DefaultVerifies("sm2-sign", kMessage, *sig, WithId(kGmtDefaultId)));
+  EXPECT_FALSE(DefaultVerifies("sm2-sign", kMessage, *sig, nullptr));
+  std::string tampered = *sig;
+  tampered[tampered.size() / 2] ^= 0x01;
+  EXPECT_FALSE(
+      DefaultVerifies("sm2-sign", kMessage, tampered, WithId(kGmtDefaultId)));
+  // hsmproxy's own verification uses the same default.
+  absl::StatusOr<bool> ok =
+      DigestVerify(libctx(), key.get(), "SM3", kMessage, *sig);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_TRUE(*ok);
+  // No digest named: SM3, as OpenSSL's SM2 does.
+  sig = DigestSign(libctx(), key.get(), nullptr, kMessage);
+  ASSERT_TRUE(sig.ok()) << sig.status();
+  EXPECT_TRUE(
+      DefaultVerifies("sm2-sign", kMessage, *sig, WithId(kGmtDefaultId)));
+  // An empty message.
+  sig = DigestSign(libctx(), key.get(), "SM3", "");
+  ASSERT_TRUE(sig.ok()) << sig.status();
+  EXPECT_TRUE(DefaultVerifies("sm2-sign", "", *sig, WithId(kGmtDefaultId)));
+}
+
+TEST_F(Sm2Test, DistinguishingIdIsSettable) {
+  EvpPkeyPtr key = Sm2Key(kSm2SignUri);
+  ASSERT_NE(key, nullptr);
+  // As `-pkeyopt distid:...`.
+  absl::StatusOr<std::string> sig = DigestSign(
+      libctx(), key.get(), "SM3", kMessage, WithId("ALICE123@YAHOO.COM"));
+  ASSERT_TRUE(sig.ok()) << sig.status();
+  EXPECT_TRUE(DefaultVerifies("sm2-sign", kMessage, *sig,
+                              WithId("ALICE123@YAHOO.COM")));
+  EXPECT_FALSE(
+      DefaultVerifies("sm2-sign", kMessage, *sig, WithId(kGmtDefaultId)));
+  absl::StatusOr<bool> ok = DigestVerify(libctx(), key.get(), "SM3", kMessage,
+                                         *sig, WithId("ALICE123@YAHOO.COM"));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_TRUE(*ok);
+  // As `-pkeyopt hexdistid:...`, and binary IDs through EVP_PKEY_CTX_set1_id.
+  sig = DigestSign(libctx(), key.get(), "SM3", kMessage, [](EVP_PKEY_CTX* c) {
+    return EVP_PKEY_CTX_ctrl_str(c, "hexdistid", "00ff41") > 0;
+  });
+  ASSERT_TRUE(sig.ok()) << sig.status();
+  const std::string binary("\x00\xff\x41", 3);
+  auto set_binary = [&binary](EVP_PKEY_CTX* c) {
+    return EVP_PKEY_CTX_set1_id(c, binary.data(),
+                                static_cast<int>(binary.size())) > 0;
+  };
+  EXPECT_TRUE(DefaultVerifies("sm2-sign", kMessage, *sig, set_binary));
+  sig = DigestSign(libctx(), key.get(), "SM3", kMessage, set_binary);
+  ASSERT_TRUE(sig.ok()) << sig.status();
+  EXPECT_TRUE(DefaultVerifies("sm2-sign", kMessage, *sig, set_binary));
+  // `-pkeyopt distid:` (empty): OpenSSL 3.0's own default, the empty ID.
+  sig = DigestSign(libctx(), key.get(), "SM3", kMessage, WithId(""));
+  ASSERT_TRUE(sig.ok()) << sig.status();
+  EXPECT_TRUE(DefaultVerifies("sm2-sign", kMessage, *sig, nullptr));
+}
+
+TEST_F(Sm2Test, PlainSignTakesE) {
+  EvpPkeyPtr key = Sm2Key(kSm2SignUri);
+  ASSERT_NE(key, nullptr);
+  // e as hsmproxy computed it for a digest signature of kMessage.
+  ASSERT_TRUE(DigestSign(libctx(), key.get(), "SM3", kMessage).ok());
+  std::string e = fake()->last_sign_request().digest();
+  ASSERT_EQ(e.size(), 32u);
+  // `pkeyutl -sign` without -rawin: the input is e itself.
+  absl::StatusOr<std::string> sig = PkeySign(libctx(), key.get(), e);
+  ASSERT_TRUE(sig.ok()) << sig.status();
+  EXPECT_EQ(fake()->last_sign_request().digest(), e);
+  EvpPkeyPtr pub = DefaultPublicKey("sm2-sign");
+  absl::StatusOr<bool> ok = PkeyVerify(verify_libctx_, pub.get(), e, *sig);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_TRUE(*ok);
+  // ... and it is the signature of the message with the default ID.
+  EXPECT_TRUE(
+      DefaultVerifies("sm2-sign", kMessage, *sig, WithId(kGmtDefaultId)));
+  // With the digest named, as EVP_PKEY_CTX_set_signature_md does.
+  sig = PkeySign(libctx(), key.get(), e, [](EVP_PKEY_CTX* c) {
+    return EVP_PKEY_CTX_set_signature_md(c, EVP_sm3()) > 0;
+  });
+  ASSERT_TRUE(sig.ok()) << sig.status();
+  // Not 32 bytes: refused before hsmd is asked.
+  int signs = fake()->calls("Sign");
+  absl::StatusOr<std::string> bad =
+      PkeySign(libctx(), key.get(), e.substr(0, 20));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("32-byte"));
+  EXPECT_EQ(fake()->calls("Sign"), signs);
+  // A distinguishing ID makes no sense for e: refused.
+  bad = PkeySign(libctx(), key.get(), e, WithId("x"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("distinguishing ID"));
+}
+
+TEST_F(Sm2Test, DecryptsOpenSslCiphertext) {
+  EvpPkeyPtr key = Sm2Key(kSm2EncUri);
+  ASSERT_NE(key, nullptr);
+  EvpPkeyPtr pub = DefaultPublicKey("sm2-enc");
+  const std::string secret = "a 16-byte SM4 key and then some more text";
+  // Encrypted by OpenSSL alone (`pkeyutl -encrypt -pubin`).
+  absl::StatusOr<std::string> ct =
+      PkeyEncrypt(verify_libctx_, pub.get(), secret);
+  ASSERT_TRUE(ct.ok()) << ct.status();
+  int decrypts = fake()->calls("Decrypt");
+  absl::StatusOr<std::string> pt = PkeyDecrypt(libctx(), key.get(), *ct);
+  ASSERT_TRUE(pt.ok()) << pt.status();
+  EXPECT_EQ(*pt, secret);
+  EXPECT_EQ(fake()->calls("Decrypt"), decrypts + 1);
+  // Encryption through the HSM key runs locally; the default provider
+  // decrypts nothing here, hsmd does.
+  ct = PkeyEncrypt(libctx(), key.get(), "short");
+  ASSERT_TRUE(ct.ok()) << ct.status();
+  EXPECT_EQ(fake()->calls("Decrypt"), decrypts + 1);
+  pt = PkeyDecrypt(libctx(), key.get(), *ct);
+  ASSERT_TRUE(pt.ok()) << pt.status();
+  EXPECT_EQ(*pt, "short");
+  // A corrupted ciphertext is a plain decryption failure.
+  std::string bad = *ct;
+  bad[bad.size() - 1] ^= 0x01;
+  pt = PkeyDecrypt(libctx(), key.get(), bad);
+  ASSERT_FALSE(pt.ok());
+  EXPECT_THAT(pt.status().message(), HasSubstr("decryption failed"));
+  // hsmd decrypts with SM3 only.
+  pt = PkeyDecrypt(libctx(), key.get(), *ct, [](EVP_PKEY_CTX* c) {
+    return EVP_PKEY_CTX_ctrl_str(c, "digest", "SHA256") > 0;
+  });
+  ASSERT_FALSE(pt.ok());
+  EXPECT_THAT(pt.status().message(), HasSubstr("SM3"));
+}
+
+TEST_F(Sm2Test, SelfSignedCertificateWithSm3) {
+  EvpPkeyPtr key = Sm2Key(kSm2SignUri);
+  ASSERT_NE(key, nullptr);
+  absl::StatusOr<X509Ptr> cert = SelfSignedCertificate(key.get(), "SM3", "sm2");
+  ASSERT_TRUE(cert.ok()) << cert.status();
+  EXPECT_EQ(X509_get_signature_nid(cert->get()), NID_SM2_with_SM3);
+  EvpPkeyPtr pub = DefaultPublicKey("sm2-sign");
+  EXPECT_EQ(EVP_PKEY_eq(X509_get0_pubkey(cert->get()), pub.get()), 1);
+  // Verified by the default provider with GM/T 0009's ID (the certificate's
+  // distinguishing ID, as `openssl verify -vfyopt distid:...` sets it).
+  ASN1_OCTET_STRING* id = ASN1_OCTET_STRING_new();
+  ASSERT_EQ(ASN1_OCTET_STRING_set(
+                id, reinterpret_cast<const unsigned char*>(kGmtDefaultId), 16),
+            1);
+  X509_set0_distinguishing_id(cert->get(), id);
+  EXPECT_EQ(X509_verify(cert->get(), pub.get()), 1) << DrainErrors();
+  EXPECT_EQ(X509_check_private_key(cert->get(), key.get()), 1) << DrainErrors();
+  // Signed with the empty ID (`-sigopt distid:`), the certificate verifies
+  // with OpenSSL 3.0's defaults (`openssl verify` has no way to set an ID).
+  X509Ptr plain(X509_new());
+  ASSERT_EQ(X509_set_version(plain.get(), X509_VERSION_3), 1);
+  X509_NAME* name = X509_get_subject_name(plain.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("sm2"), -1,
+                             -1, 0);
+  X509_set_issuer_name(plain.get(), name);
+  X509_gmtime_adj(X509_getm_notBefore(plain.get()), 0);
+  X509_gmtime_adj(X509_getm_notAfter(plain.get()), 3600);
+  ASSERT_EQ(X509_set_pubkey(plain.get(), key.get()), 1);
+  EvpMdCtxPtr md(EVP_MD_CTX_new());
+  EVP_PKEY_CTX* pctx = nullptr;
+  ASSERT_EQ(EVP_DigestSignInit_ex(md.get(), &pctx, "SM3", libctx(), nullptr,
+                                  key.get(), nullptr),
+            1);
+  ASSERT_TRUE(WithId("")(pctx));
+  ASSERT_GT(X509_sign_ctx(plain.get(), md.get()), 0) << DrainErrors();
+  EXPECT_EQ(X509_verify(plain.get(), pub.get()), 1) << DrainErrors();
+  // Another key does not match.
+  EvpPkeyPtr enc = Sm2Key(kSm2EncUri);
+  EXPECT_NE(X509_check_private_key(cert->get(), enc.get()), 1);
+  ERR_clear_error();
+}
+
+TEST_F(Sm2Test, DupctxAndSizeQueries) {
+  EvpPkeyPtr key = Sm2Key(kSm2SignUri);
+  ASSERT_NE(key, nullptr);
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  EVP_PKEY_CTX* pctx = nullptr;
+  ASSERT_EQ(EVP_DigestSignInit_ex(ctx.get(), &pctx, "SM3", libctx(), nullptr,
+                                  key.get(), nullptr),
+            1);
+  ASSERT_TRUE(WithId("bob")(pctx));
+  ASSERT_EQ(EVP_DigestSignUpdate(ctx.get(), kMessage.data(), 10), 1);
+  EvpMdCtxPtr copy(EVP_MD_CTX_new());
+  ASSERT_EQ(EVP_MD_CTX_copy_ex(copy.get(), ctx.get()), 1) << DrainErrors();
+  ASSERT_EQ(EVP_DigestSignUpdate(ctx.get(), kMessage.data() + 10,
+                                 kMessage.size() - 10),
+            1);
+  ASSERT_EQ(EVP_DigestSignUpdate(copy.get(), "other", 5), 1);
+  int signs = fake()->calls("Sign");
+  size_t length = 0;
+  ASSERT_EQ(EVP_DigestSignFinal(ctx.get(), nullptr, &length), 1);
+  EXPECT_EQ(length, 72u);
+  EXPECT_EQ(fake()->calls("Sign"), signs) << "a size query must not sign";
+  auto finish = [](EVP_MD_CTX* c) {
+    size_t n = 72;
+    std::string sig(n, '\0');
+    if (EVP_DigestSignFinal(c, reinterpret_cast<unsigned char*>(sig.data()),
+                            &n) != 1) {
+      return std::string();
+    }
+    sig.resize(n);
+    return sig;
+  };
+  std::string sig1 = finish(ctx.get());
+  std::string sig2 = finish(copy.get());
+  ASSERT_FALSE(sig1.empty()) << DrainErrors();
+  ASSERT_FALSE(sig2.empty()) << DrainErrors();
+  EXPECT_TRUE(DefaultVerifies("sm2-sign", kMessage, sig1, WithId("bob")));
+  EXPECT_TRUE(DefaultVerifies("sm2-sign", kMessage.substr(0, 10) + "other",
+                              sig2, WithId("bob")));
+}
+
+TEST_F(Sm2Test, ErrorsNameTheProblem) {
+  EvpPkeyPtr key = Sm2Key(kSm2SignUri);
+  ASSERT_NE(key, nullptr);
+  // SM2 signs with SM3 only.
+  absl::StatusOr<std::string> sig =
+      DigestSign(libctx(), key.get(), "SHA256", kMessage);
+  ASSERT_FALSE(sig.ok());
+  EXPECT_THAT(sig.status().message(), HasSubstr("SM3"));
+  // The ID must come before the data (it is hashed first).
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  EVP_PKEY_CTX* pctx = nullptr;
+  ASSERT_EQ(EVP_DigestSignInit_ex(ctx.get(), &pctx, "SM3", libctx(), nullptr,
+                                  key.get(), nullptr),
+            1);
+  ASSERT_EQ(EVP_DigestSignUpdate(ctx.get(), "x", 1), 1);
+  EXPECT_FALSE(WithId("late")(pctx));
+  EXPECT_THAT(DrainErrors(), HasSubstr("before any data"));
+  // The encryption key may not sign.
+  EvpPkeyPtr enc = Sm2Key(kSm2EncUri);
+  sig = DigestSign(libctx(), enc.get(), "SM3", kMessage);
+  ASSERT_FALSE(sig.ok());
+  EXPECT_THAT(sig.status().message(), HasSubstr("not a signing key"));
+  // Unknown keys, bad attributes and SM4 keys.
+  absl::StatusOr<EvpPkeyPtr> missing = LoadKey(
+      libctx(), "sdf:device=soft0;index=9;usage=sign", OSSL_STORE_INFO_PKEY);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(missing.status().message(), HasSubstr("key not found"));
+  EXPECT_THAT(missing.status().message(),
+              HasSubstr("sdf:device=soft0;index=9;usage=sign"));
+  missing = LoadKey(libctx(), "sdf:device=soft0;slot=1", OSSL_STORE_INFO_PKEY);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(missing.status().message(), HasSubstr("slot"));
+  missing = LoadKey(libctx(), "sdf:device=soft0;index=1;usage=sm4",
+                    OSSL_STORE_INFO_PKEY);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(missing.status().message(), HasSubstr("SM4"));
+}
+
+TEST_F(Sm2Test, UriPemFileNamesAnSdfKey) {
+  absl::StatusOr<std::string> pem = proxy::EncodeUriPem(kSm2SignUri);
+  ASSERT_TRUE(pem.ok()) << pem.status();
+  BioPtr bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
+  EvpPkeyPtr key(PEM_read_bio_PrivateKey_ex(bio.get(), nullptr, nullptr,
+                                            nullptr, libctx(), nullptr));
+  ASSERT_NE(key, nullptr) << DrainErrors();
+  EXPECT_TRUE(EVP_PKEY_is_a(key.get(), "SM2"));
+  EXPECT_STREQ(OSSL_PROVIDER_get0_name(EVP_PKEY_get0_provider(key.get())),
+               "hsmproxy");
+  std::string path = absl::StrCat(::testing::TempDir(), "/sm2-sign.pem");
+  std::ofstream(path) << *pem;
+  absl::StatusOr<EvpPkeyPtr> stored =
+      LoadKey(libctx(), path, OSSL_STORE_INFO_PKEY);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  absl::StatusOr<std::string> sig =
+      DigestSign(libctx(), stored->get(), "SM3", kMessage);
+  ASSERT_TRUE(sig.ok()) << sig.status();
+  EXPECT_TRUE(
+      DefaultVerifies("sm2-sign", kMessage, *sig, WithId(kGmtDefaultId)));
+}
+
+// The fork pattern of the provider tests: the parent loads the key, the
+// child signs and verifies.
+TEST_F(Sm2Test, ChildSignsWithTheParentsKey) {
+  EvpPkeyPtr key = Sm2Key(kSm2SignUri);
+  ASSERT_NE(key, nullptr);
+  EvpPkeyPtr pub = DefaultPublicKey("sm2-sign");
+  OSSL_LIB_CTX* verify = verify_libctx_;
+  OSSL_LIB_CTX* ctx = libctx();
+  for (int i = 0; i < 3; ++i) {
+    std::string result = RunInChild(
+        [&]() {
+          std::string message = absl::StrCat("child ", i);
+          absl::StatusOr<std::string> sig =
+              DigestSign(ctx, key.get(), "SM3", message);
+          if (!sig.ok()) return 1;
+          absl::StatusOr<bool> ok = DigestVerify(
+              verify, pub.get(), "SM3", message, *sig, WithId(kGmtDefaultId));
+          return ok.ok() && *ok ? 0 : 2;
+        },
+        20);
+    EXPECT_EQ(result, "") << "child " << i;
+  }
+  // The parent keeps signing.
+  absl::StatusOr<std::string> sig = DigestSign(ctx, key.get(), "SM3", kMessage);
+  ASSERT_TRUE(sig.ok()) << sig.status();
+  EXPECT_TRUE(
+      DefaultVerifies("sm2-sign", kMessage, *sig, WithId(kGmtDefaultId)));
+}
+
+// ---------------------------------------------------------------------------
 // Software keys in the same process
 
 class SoftwareKeysTest : public InProcessTest,
@@ -745,6 +1142,97 @@ TEST_P(SoftwareKeysTest, HsmKeyTlsWithEitherLoadOrder) {
       EXPECT_TRUE(tls.ok()) << tls;
     }
   }
+}
+
+// Ordinary SM2 keys behave exactly as without hsmproxy, including OpenSSL's
+// own default distinguishing ID (empty), whichever provider comes first.
+TEST_P(SoftwareKeysTest, SoftwareSm2KeysWorkAsBefore) {
+  absl::StatusOr<std::unique_ptr<InProcessProvider>> p =
+      InProcessProvider::New(*fake_, /*hsmproxy_first=*/GetParam());
+  ASSERT_TRUE(p.ok());
+  OSSL_LIB_CTX* ctx = (*p)->libctx();
+  int signs = fake()->calls("Sign");
+  int decrypts = fake()->calls("Decrypt");
+  EvpPkeyCtxPtr gen(EVP_PKEY_CTX_new_from_name(ctx, "SM2", nullptr));
+  ASSERT_NE(gen, nullptr);
+  ASSERT_EQ(EVP_PKEY_keygen_init(gen.get()), 1) << DrainErrors();
+  EVP_PKEY* raw = nullptr;
+  ASSERT_EQ(EVP_PKEY_generate(gen.get(), &raw), 1) << DrainErrors();
+  EvpPkeyPtr key(raw);
+  std::printf("SM2 key generated by name is held by %s\n",
+              OSSL_PROVIDER_get0_name(EVP_PKEY_get0_provider(key.get())));
+  EXPECT_TRUE(EVP_PKEY_is_a(key.get(), "SM2"));
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  ASSERT_EQ(PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0,
+                                     nullptr, nullptr),
+            1)
+      << DrainErrors();
+  EvpPkeyPtr reread(PEM_read_bio_PrivateKey_ex(bio.get(), nullptr, nullptr,
+                                               nullptr, ctx, nullptr));
+  ASSERT_NE(reread, nullptr) << DrainErrors();
+  EXPECT_TRUE(EVP_PKEY_is_a(reread.get(), "SM2"));
+  EXPECT_EQ(EVP_PKEY_eq(key.get(), reread.get()), 1);
+  for (EVP_PKEY* k : {key.get(), reread.get()}) {
+    EvpPkeyPtr pub = PublicKeyFromSpki(verify_libctx_, SpkiOf(k));
+    ASSERT_NE(pub, nullptr);
+    // OpenSSL's default ID (empty) on both sides.
+    absl::StatusOr<std::string> sig = DigestSign(ctx, k, "SM3", kMessage);
+    ASSERT_TRUE(sig.ok()) << sig.status();
+    EXPECT_TRUE(
+        *DigestVerify(verify_libctx_, pub.get(), "SM3", kMessage, *sig));
+    EXPECT_TRUE(*DigestVerify(ctx, k, "SM3", kMessage, *sig));
+    // An explicit ID.
+    sig = DigestSign(ctx, k, "SM3", kMessage, WithId(kGmtDefaultId));
+    ASSERT_TRUE(sig.ok()) << sig.status();
+    EXPECT_TRUE(*DigestVerify(verify_libctx_, pub.get(), "SM3", kMessage, *sig,
+                              WithId(kGmtDefaultId)));
+    // Raw e signatures and encryption.
+    std::string e = Hash("SM3", kMessage);
+    sig = PkeySign(ctx, k, e);
+    ASSERT_TRUE(sig.ok()) << sig.status();
+    EXPECT_TRUE(*PkeyVerify(verify_libctx_, pub.get(), e, *sig));
+    absl::StatusOr<std::string> ct =
+        PkeyEncrypt(verify_libctx_, pub.get(), "software secret");
+    ASSERT_TRUE(ct.ok()) << ct.status();
+    absl::StatusOr<std::string> pt = PkeyDecrypt(ctx, k, *ct);
+    ASSERT_TRUE(pt.ok()) << pt.status();
+    EXPECT_EQ(*pt, "software secret");
+  }
+  // A self-signed SM2/SM3 certificate verifies with OpenSSL's defaults.
+  absl::StatusOr<X509Ptr> cert =
+      SelfSignedCertificate(reread.get(), "SM3", "sw");
+  ASSERT_TRUE(cert.ok()) << cert.status();
+  EvpPkeyPtr pub = PublicKeyFromSpki(verify_libctx_, SpkiOf(reread.get()));
+  EXPECT_EQ(X509_verify(cert->get(), pub.get()), 1) << DrainErrors();
+  EXPECT_EQ(X509_check_private_key(cert->get(), reread.get()), 1);
+  // None of this touched hsmd.
+  EXPECT_EQ(fake()->calls("Sign"), signs);
+  EXPECT_EQ(fake()->calls("Decrypt"), decrypts);
+}
+
+TEST_P(SoftwareKeysTest, HsmSm2KeyWithEitherLoadOrder) {
+  absl::StatusOr<std::unique_ptr<InProcessProvider>> p =
+      InProcessProvider::New(*fake_, /*hsmproxy_first=*/GetParam());
+  ASSERT_TRUE(p.ok());
+  OSSL_LIB_CTX* ctx = (*p)->libctx();
+  absl::StatusOr<EvpPkeyPtr> key =
+      LoadKey(ctx, kSm2SignUri, OSSL_STORE_INFO_PKEY);
+  ASSERT_TRUE(key.ok()) << key.status();
+  absl::StatusOr<std::string> sig =
+      DigestSign(ctx, key->get(), "SM3", kMessage);
+  ASSERT_TRUE(sig.ok()) << sig.status();
+  EvpPkeyPtr pub = PublicKeyFromSpki(verify_libctx_,
+                                     fake()->key("sm2-sign").public_key_der());
+  EXPECT_TRUE(*DigestVerify(verify_libctx_, pub.get(), "SM3", kMessage, *sig,
+                            WithId(kGmtDefaultId)));
+  absl::StatusOr<EvpPkeyPtr> enc =
+      LoadKey(ctx, kSm2EncUri, OSSL_STORE_INFO_PKEY);
+  ASSERT_TRUE(enc.ok()) << enc.status();
+  absl::StatusOr<std::string> ct = PkeyEncrypt(ctx, enc->get(), "both orders");
+  ASSERT_TRUE(ct.ok()) << ct.status();
+  absl::StatusOr<std::string> pt = PkeyDecrypt(ctx, enc->get(), *ct);
+  ASSERT_TRUE(pt.ok()) << pt.status();
+  EXPECT_EQ(*pt, "both orders");
 }
 
 INSTANTIATE_TEST_SUITE_P(LoadOrder, SoftwareKeysTest, ::testing::Bool(),
