@@ -10,7 +10,7 @@ PACKAGES=(
   libabsl-dev libssl-dev libgtest-dev libgmock-dev libnghttp2-dev
   libp11-kit-dev libsystemd-dev grpc-proto
   # run and test
-  softhsm2 openssl opensc python3 nginx-light systemd procps util-linux
+  softhsm2 openssl opensc python3 nginx-light apache2-bin systemd procps util-linux
   ca-certificates
 )
 
