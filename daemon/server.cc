@@ -102,6 +102,11 @@ v1::ConfigSummary SummarizeConfig(const config::Config& config,
   summary.set_default_deadline_ms(config.limits().default_deadline_ms());
   bool pool_set = false;
   for (const config::Backend& b : config.backends()) {
+    for (const config::SdfKey& key : b.sdf().keys()) {
+      if (key.has_password()) {
+        summary.add_pin_sources(config::DescribePinSource(key.password()));
+      }
+    }
     if (!b.has_pkcs11()) continue;
     summary.add_pin_sources(config::DescribePinSource(b.pkcs11().pin()));
     if (!pool_set) {
