@@ -266,7 +266,7 @@ int RunHsmd(int argc, char** argv, const BackendFactory& factory) {
   std::string config_path = flags.config;
   if (!flags.demo.empty()) {
     absl::StatusOr<std::string> softsdf =
-        FindSoftSdfLibrary(flags.softsdf_library, argv[0]);
+        FindSoftSdfLibrary(flags.softsdf_library, argc > 0 ? argv[0] : "");
     if (!softsdf.ok()) {
       Fail("demo set-up failed", softsdf.status());
       return kExitDemo;
