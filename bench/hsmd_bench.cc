@@ -102,8 +102,11 @@ MachineInfo DescribeMachine() {
 }
 
 absl::StatusOr<KeyDirectory> ListDemoKeys(client::Client& client) {
-  ASSIGN_OR_RETURN(v1::ListKeysResponse response,
-                   client.ListKeys(v1::ListKeysRequest()));
+  // The SoftHSM token's keys (the demo also serves the SDF device soft0,
+  // whose SM4 key has no public half).
+  v1::ListKeysRequest request;
+  request.set_uri_filter("pkcs11:token=demo");
+  ASSIGN_OR_RETURN(v1::ListKeysResponse response, client.ListKeys(request));
   KeyDirectory keys;
   for (const v1::Key& key : response.keys()) {
     keys[key.label()] =
