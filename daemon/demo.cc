@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <filesystem>
+#include <map>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -19,6 +21,8 @@
 #include "daemon/backend/pkcs11/pkcs11_backend.h"
 #include "daemon/config/config_loader.h"
 #include "daemon/logging.h"
+#include "tools/softsdf/key_store.h"
+#include "tools/softsdf/password_hash.h"
 
 namespace hsmd {
 namespace {
@@ -92,10 +96,122 @@ std::string Quote(absl::string_view s) {
   return absl::StrCat("\"", absl::CEscape(s), "\"");
 }
 
-std::string ConfigText(const std::string& dir, const std::string& socket) {
+// The softsdf key index the demo uses for its three keys.
+constexpr unsigned int kDemoSdfIndex = 1;
+
+bool IsReadableFile(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+         access(path.c_str(), R_OK) == 0;
+}
+
+// `path` made absolute (against the working directory) and lexically
+// normalised, without resolving symlinks (Bazel's runfiles are symlinks).
+std::string Absolute(const std::string& path) {
+  std::filesystem::path p(path);
+  if (p.is_relative()) {
+    std::error_code ec;
+    std::filesystem::path cwd = std::filesystem::current_path(ec);
+    if (!ec) p = cwd / p;
+  }
+  return p.lexically_normal().string();
+}
+
+// Creates the softsdf key store at `store` (index 1: SM2 sign and enc key
+// pairs, an SM4 key) and writes its random access password to
+// `password_path` (0600). The store is built under a temporary name and
+// renamed into place after the password file exists, so no run leaves a
+// store whose password is lost.
+absl::Status CreateSoftSdfStore(const std::string& store,
+                                const std::string& password_path) {
+  const std::string tmp = absl::StrCat(store, ".new");
+  std::error_code ec;
+  std::filesystem::remove_all(tmp, ec);
+  if (mkdir(tmp.c_str(), 0700) != 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot create ", tmp, ": ", Errno()));
+  }
+  ASSIGN_OR_RETURN(SecretString password, RandomPin());
+  ASSIGN_OR_RETURN(std::string record,
+                   softsdf::HashPassword(password.view(),
+                                         softsdf::kDefaultPbkdf2Iterations));
+  for (softsdf::KeyFile kind : {softsdf::KeyFile::kSign,
+                                softsdf::KeyFile::kEnc}) {
+    EvpPkeyPtr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "SM2"));
+    if (key == nullptr) return absl::InternalError("SM2 key generation failed");
+    const softsdf::KeyFile pub = kind == softsdf::KeyFile::kSign
+                                     ? softsdf::KeyFile::kSignPublic
+                                     : softsdf::KeyFile::kEncPublic;
+    RETURN_IF_ERROR(softsdf::WritePrivateKey(
+        softsdf::KeyFilePath(tmp, kind, kDemoSdfIndex), key.get()));
+    RETURN_IF_ERROR(softsdf::WritePublicKey(
+        softsdf::KeyFilePath(tmp, pub, kDemoSdfIndex), key.get()));
+  }
+  softsdf::Sm4Key sm4;
+  if (RAND_bytes(sm4.bytes, sizeof(sm4.bytes)) != 1) {
+    return absl::InternalError("RAND_bytes failed");
+  }
+  RETURN_IF_ERROR(softsdf::WriteSm4Key(
+      softsdf::KeyFilePath(tmp, softsdf::KeyFile::kSm4, kDemoSdfIndex), sm4));
+  RETURN_IF_ERROR(softsdf::WritePasswords(
+      softsdf::PasswordsPath(tmp),
+      std::map<unsigned int, std::string>{{kDemoSdfIndex, record}}));
+  // Checked the way the device will load it.
+  if (absl::StatusOr<std::unique_ptr<softsdf::KeyStore>> loaded =
+          softsdf::KeyStore::Load(tmp);
+      !loaded.ok()) {
+    return absl::InternalError(absl::StrCat(
+        "the new SDF key store does not load: ", loaded.status().message()));
+  }
+  RETURN_IF_ERROR(WriteFileAtomically(
+      password_path, absl::StrCat(password.view(), "\n"), 0600));
+  if (rename(tmp.c_str(), store.c_str()) != 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot rename ", tmp, " to ", store, ": ", Errno()));
+  }
+  return absl::OkStatus();
+}
+
+std::string SdfConfigText(const std::string& dir, const std::string& library) {
+  const std::string password = absl::StrCat(dir, "/sdf.password");
+  return absl::StrCat(
+      "# 国密: the software SDF device (GM/T 0018) in ", dir,
+      "/sdf. libsoftsdf.so\n"
+      "# finds its store through SOFTSDF_STORE (hsmd --demo sets it; set\n"
+      "# SOFTSDF_STORE=",
+      dir,
+      "/sdf when running this file with --config).\n"
+      "backends {\n"
+      "  name: \"",
+      kDemoSdfDevice,
+      "\"\n"
+      "  sdf {\n"
+      "    library_path: ",
+      Quote(library),
+      "\n"
+      "    device_name: \"",
+      kDemoSdfDevice,
+      "\"\n"
+      "    # One access password covers both SM2 key pairs of index 1.\n"
+      "    keys {\n"
+      "      index: 1 usage: SIGN label: \"sm2-sign\"\n"
+      "      password { file: ",
+      Quote(password),
+      " }\n"
+      "    }\n"
+      "    keys { index: 1 usage: ENC label: \"sm2-enc\" }\n"
+      "    keys { index: 1 usage: SM4 label: \"sm4-demo\" }\n"
+      "  }\n"
+      "}\n");
+}
+
+std::string ConfigText(const std::string& dir, const std::string& socket,
+                       const std::string& softsdf_library) {
   return absl::StrCat(
       "# Written by `hsmd --demo ", dir,
-      "`: serves the SoftHSM token \"demo\" in this directory.\n"
+      "`: serves the SoftHSM token \"demo\" in this directory",
+      softsdf_library.empty() ? "" : "\n# and the software SDF device \"soft0\"",
+      ".\n"
       "# Reference: daemon/config/config.proto.\n"
       "listen {\n"
       "  socket_path: ",
@@ -117,7 +233,8 @@ std::string ConfigText(const std::string& dir, const std::string& socket) {
       Quote(absl::StrCat(dir, "/user.pin")),
       " }\n"
       "  }\n"
-      "}\n"
+      "}\n",
+      softsdf_library.empty() ? "" : SdfConfigText(dir, softsdf_library),
       "# Access control (policy rules in config.proto). With a policy\n"
       "# section everything not granted is denied; this one rule is the\n"
       "# permissive demo rule: the user who ran --demo (uid ",
@@ -162,8 +279,41 @@ const std::vector<v1::GenerateKeyRequest>& DemoKeyRequests() {
   return *requests;
 }
 
+absl::StatusOr<std::string> FindSoftSdfLibrary(const std::string& flag,
+                                               const std::string& argv0) {
+  if (!flag.empty()) {
+    if (!IsReadableFile(flag)) {
+      return absl::NotFoundError(absl::StrCat(
+          "--softsdf-library ", flag,
+          ": not a readable file (bazel build //tools/softsdf:libsoftsdf.so)"));
+    }
+    return Absolute(flag);
+  }
+  std::vector<std::string> candidates;
+  auto add = [&candidates](const std::string& binary) {
+    const size_t slash = binary.rfind('/');
+    const std::string dir =
+        slash == std::string::npos ? "." : binary.substr(0, slash);
+    // bazel-bin/daemon/hsmd, or a test's runfiles/hsmd/daemon/hsmd.
+    candidates.push_back(
+        absl::StrCat(dir, "/../tools/softsdf/libsoftsdf.so"));
+    // The binary's own runfiles tree.
+    candidates.push_back(absl::StrCat(
+        binary, ".runfiles/hsmd/tools/softsdf/libsoftsdf.so"));
+  };
+  if (argv0.find('/') != std::string::npos) add(argv0);
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n > 0) add(std::string(exe, static_cast<size_t>(n)));
+  for (const std::string& candidate : candidates) {
+    if (IsReadableFile(candidate)) return Absolute(candidate);
+  }
+  return std::string();
+}
+
 absl::StatusOr<DemoSetup> PrepareDemo(const std::string& dir_arg,
-                                      const std::string& socket_override) {
+                                      const std::string& socket_override,
+                                      const std::string& softsdf_library) {
   if (dir_arg.empty()) {
     return absl::InvalidArgumentError("--demo needs a directory");
   }
@@ -251,10 +401,29 @@ absl::StatusOr<DemoSetup> PrepareDemo(const std::string& dir_arg,
     log::Info("demo token created",
               {{"dir", dir}, {"token", kDemoTokenLabel}, {"slot", *slot}});
   }
+  if (!softsdf_library.empty()) {
+    const std::string store = absl::StrCat(dir, "/sdf");
+    const std::string password = absl::StrCat(dir, "/sdf.password");
+    if (!Exists(store)) {
+      RETURN_IF_ERROR(CreateSoftSdfStore(store, password));
+      setup.sdf_created = true;
+      log::Info("demo SDF device created",
+                {{"store", store}, {"device", kDemoSdfDevice}});
+    } else if (!Exists(password)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(store, " exists but ", password,
+                       " is missing: remove ", store, " and run again"));
+    }
+    // Read by libsoftsdf.so in SDF_OpenDevice (the backend opens it below).
+    if (setenv("SOFTSDF_STORE", store.c_str(), 1) != 0) {
+      return absl::InternalError("cannot set SOFTSDF_STORE");
+    }
+    setup.softsdf_library = softsdf_library;
+  }
   // Derived from DIR and --socket on every run, so a run without --socket
   // is back on DIR/hsmd.sock.
-  RETURN_IF_ERROR(
-      WriteFileAtomically(setup.config_path, ConfigText(dir, socket), 0600));
+  RETURN_IF_ERROR(WriteFileAtomically(
+      setup.config_path, ConfigText(dir, socket, softsdf_library), 0600));
   return setup;
 }
 
@@ -278,9 +447,12 @@ absl::StatusOr<std::vector<v1::Key>> EnsureDemoKeys(backend::Backend& backend) {
 }
 
 std::string DemoUsage(const std::string& socket_path,
-                      const std::vector<v1::Key>& keys) {
+                      const std::vector<v1::Key>& keys,
+                      const std::vector<v1::Key>& sdf_keys) {
   std::string out = absl::StrCat(
-      "\nhsmd demo is serving the SoftHSM token \"demo\" on ", socket_path,
+      "\nhsmd demo is serving the SoftHSM token \"demo\"",
+      sdf_keys.empty() ? "" : " and the SDF device \"soft0\"", " on ",
+      socket_path,
       "\n\nTry it (in another shell):\n"
       "  export HSMD_SOCKET=",
       socket_path,
@@ -298,6 +470,34 @@ std::string DemoUsage(const std::string& socket_path,
       socket_path, " list   # if grpcurl is installed\n\nKeys:\n");
   for (const v1::Key& key : keys) {
     absl::StrAppendFormat(&out, "  %-10s %s\n", key.label(), key.uri());
+  }
+  for (const v1::Key& key : sdf_keys) {
+    absl::StrAppendFormat(&out, "  %-10s %s\n", key.label(), key.uri());
+  }
+  if (!sdf_keys.empty()) {
+    absl::StrAppend(
+        &out,
+        "\n国密 (SM2 / SM3 / SM4) on the software SDF device \"",
+        kDemoSdfDevice,
+        "\":\n"
+        "  hsmctl list --uri 'sdf:device=soft0'\n"
+        "  hsmctl show 'sdf:device=soft0;index=1;usage=sign' "
+        "--pubout sm2.pub.pem\n"
+        "  # with OPENSSL_CONF naming hsmproxy.so (socket = ",
+        socket_path,
+        "):\n"
+        "  openssl pkeyutl -sign -inkey 'sdf:device=soft0;index=1;usage=sign' "
+        "-rawin -digest sm3 -in msg.txt -out msg.sm2.sig\n"
+        "  OPENSSL_CONF=/dev/null openssl pkeyutl -verify -pubin -inkey "
+        "sm2.pub.pem -rawin -digest sm3 \\\n"
+        "      -pkeyopt distid:1234567812345678 -in msg.txt -sigfile "
+        "msg.sm2.sig\n"
+        "  openssl pkey -in 'sdf:device=soft0;index=1;usage=enc' -pubout "
+        "-out sm2-enc.pub.pem\n"
+        "  OPENSSL_CONF=/dev/null openssl pkeyutl -encrypt -pubin -inkey "
+        "sm2-enc.pub.pem -in msg.txt -out msg.sm2\n"
+        "  openssl pkeyutl -decrypt -inkey "
+        "'sdf:device=soft0;index=1;usage=enc' -in msg.sm2\n");
   }
   out +=
       "\nStop with Ctrl-C; running the same command again reuses the "

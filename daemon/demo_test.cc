@@ -58,7 +58,8 @@ class DemoTest : public ::testing::Test {
   struct Run {
     std::string stdout_text;
     std::string stderr_text;
-    std::map<std::string, v1::Key> keys;  // By label.
+    std::map<std::string, v1::Key> keys;  // By label (SoftHSM).
+    std::string sm2_key_id;               // soft0's signing key.
   };
 
   // Starts the demo, checks it serves, stops it with SIGTERM.
@@ -80,23 +81,60 @@ class DemoTest : public ::testing::Test {
     v1::GetStatusResponse status;
     grpc::Status s = admin->GetStatus(Context().get(), {}, &status);
     ASSERT_TRUE(s.ok()) << s.error_message();
-    ASSERT_EQ(status.backends_size(), 1);
+    ASSERT_EQ(status.backends_size(), 2);
     EXPECT_EQ(status.backends(0).state(), v1::BACKEND_STATE_READY);
     EXPECT_EQ(status.backends(0).token_label(), "demo");
     EXPECT_TRUE(status.backends(0).logged_in());
+    EXPECT_EQ(status.backends(1).name(), "soft0");
+    EXPECT_EQ(status.backends(1).kind(), "sdf");
+    EXPECT_EQ(status.backends(1).state(), v1::BACKEND_STATE_READY);
+    EXPECT_EQ(status.backends(1).token_label(), "soft0");
+    EXPECT_TRUE(status.backends(1).logged_in());
     EXPECT_EQ(status.config().config_path(), dir_ + "/hsmd.conf");
-    ASSERT_EQ(status.config().pin_sources_size(), 1);
+    ASSERT_EQ(status.config().pin_sources_size(), 2);
     EXPECT_EQ(status.config().pin_sources(0), "file:" + dir_ + "/user.pin");
+    EXPECT_EQ(status.config().pin_sources(1),
+              "file:" + dir_ + "/sdf.password");
 
     v1::ListKeysResponse list;
     s = keys->ListKeys(Context().get(), {}, &list);
     ASSERT_TRUE(s.ok()) << s.error_message();
-    for (const v1::Key& key : list.keys()) run.keys[key.label()] = key;
+    std::map<std::string, v1::Key> sdf_keys;  // By URI.
+    for (const v1::Key& key : list.keys()) {
+      if (key.backend() == "soft0") {
+        sdf_keys[key.uri()] = key;
+      } else {
+        run.keys[key.label()] = key;
+      }
+    }
     std::set<std::string> labels;
     for (const auto& [label, key] : run.keys) labels.insert(label);
     EXPECT_EQ(labels, (std::set<std::string>{"rsa-2048", "rsa-3072", "ec-p256",
                                              "ec-p384", "ed25519"}));
-    EXPECT_EQ(list.keys_size(), 5);
+    EXPECT_EQ(list.keys_size(), 8);
+    // 国密: the software SDF device's three keys.
+    const std::string sign_uri = "sdf:device=soft0;index=1;usage=sign";
+    ASSERT_EQ(sdf_keys.size(), 3u);
+    EXPECT_EQ(sdf_keys[sign_uri].label(), "sm2-sign");
+    EXPECT_EQ(sdf_keys[sign_uri].key_type(), v1::KEY_TYPE_SM2);
+    EXPECT_EQ(sdf_keys["sdf:device=soft0;index=1;usage=enc"].label(),
+              "sm2-enc");
+    EXPECT_EQ(sdf_keys["sdf:device=soft0;index=1;usage=sm4"].label(),
+              "sm4-demo");
+    run.sm2_key_id = sdf_keys[sign_uri].key_id();
+    {
+      v1::SignRequest request;
+      request.mutable_key()->set_uri(sign_uri);
+      request.set_message("demo");
+      request.mutable_algorithm()->mutable_sm2();
+      v1::SignResponse response;
+      s = keys->Sign(Context().get(), request, &response);
+      ASSERT_TRUE(s.ok()) << "sm2: " << s.error_message();
+      EXPECT_TRUE(testing::VerifySignature(sdf_keys[sign_uri].public_key_der(),
+                                           request, response.signature())
+                      .ok())
+          << "sm2";
+    }
 
     // Every key signs, and the signature verifies with its public key.
     for (const auto& [label, key] : run.keys) {
@@ -150,12 +188,20 @@ TEST_F(DemoTest, CreatesServesAndReuses) {
   EXPECT_EQ(Mode(dir_ + "/hsmd.conf"), 0600u);
   EXPECT_NE(Mode(dir_ + "/softhsm2.conf"), 0u);
   EXPECT_NE(Mode(dir_ + "/tokens"), 0u);
+  EXPECT_THAT(first.stderr_text, HasSubstr("demo SDF device created"));
+  EXPECT_THAT(first.stdout_text,
+              HasSubstr("sdf:device=soft0;index=1;usage=sign"));
+  EXPECT_THAT(first.stdout_text, HasSubstr("-rawin -digest sm3"));
+  EXPECT_EQ(Mode(dir_ + "/sdf"), 0700u);
+  EXPECT_EQ(Mode(dir_ + "/sdf.password"), 0600u);
 
   Run second;
   StartCheckAndStop({}, dir_ + "/hsmd.sock", second);
   if (HasFailure()) return;
   EXPECT_THAT(second.stderr_text, Not(HasSubstr("demo token created")));
   EXPECT_THAT(second.stderr_text, Not(HasSubstr("demo key generated")));
+  EXPECT_THAT(second.stderr_text, Not(HasSubstr("demo SDF device created")));
+  EXPECT_EQ(second.sm2_key_id, first.sm2_key_id);
   for (const auto& [label, key] : first.keys) {
     EXPECT_EQ(second.keys[label].key_id(), key.key_id()) << label;
   }

@@ -101,8 +101,13 @@ TEST(HealthTest, AllBackendsMustServe) {
   ASSERT_TRUE(daemon.ok()) << daemon.status();
   auto stub = Health::NewStub((*daemon)->NewChannel());
   EXPECT_EQ(Check(*stub, ""), HealthCheckResponse::NOT_SERVING);
+  // Per backend: "backend/NAME" follows that backend alone.
+  EXPECT_EQ(Check(*stub, "backend/a"), HealthCheckResponse::SERVING);
+  EXPECT_EQ(Check(*stub, "backend/b"), HealthCheckResponse::NOT_SERVING);
   late->SetServing(true);
   EXPECT_TRUE(WaitFor(*stub, "", HealthCheckResponse::SERVING));
+  EXPECT_TRUE(WaitFor(*stub, "backend/b", HealthCheckResponse::SERVING));
+  EXPECT_EQ(Check(*stub, "backend/a"), HealthCheckResponse::SERVING);
 }
 
 TEST(HealthTest, NotServingAfterShutdown) {

@@ -34,20 +34,27 @@ namespace {
 constexpr char kUsage[] =
     R"(Usage:
   hsmd --config FILE [--check-config]
-  hsmd --demo DIR [--socket PATH]
+  hsmd --demo DIR [--socket PATH] [--softsdf-library PATH]
   hsmd --version | --help
 
-hsmd serves private-key operations on HSM keys (PKCS#11) to local clients
+hsmd serves private-key operations on HSM keys (PKCS#11, and SDF / GM/T 0018
+for 国密 SM2 / SM4) to local clients
 over gRPC on a Unix socket. It is the only process that opens the HSM.
 
 Options:
   --config FILE    run with this configuration (protobuf text format; the
                    reference is daemon/config/config.proto)
-  --check-config   validate the configuration and that each PIN, module and
-                   the socket group are usable, print "config OK", and exit
+  --check-config   validate the configuration and that each PIN, SDF key
+                   password, module, SDF library and the socket group are
+                   usable, print "config OK", and exit
   --demo DIR       create (first run) or reuse a SoftHSM token with demo keys
                    in DIR, write DIR/hsmd.conf, and serve it
   --socket PATH    with --demo: listen on PATH instead of DIR/hsmd.sock
+  --softsdf-library PATH
+                   with --demo: the software SDF device (libsoftsdf.so) to
+                   serve as "soft0" with SM2 and SM4 keys (default: found
+                   next to hsmd in bazel-bin or its runfiles; without it the
+                   demo serves the SoftHSM token only)
   --version        print the version
   --help           print this help
 
@@ -75,6 +82,7 @@ struct Flags {
   std::string config;
   std::string demo;
   std::string socket;
+  std::string softsdf_library;
   bool check_config = false;
   bool version = false;
   bool help = false;
@@ -116,6 +124,8 @@ std::optional<std::string> ParseFlags(int argc, char** argv, Flags& flags) {
       error = value(flags.demo);
     } else if (arg == "--socket") {
       error = value(flags.socket);
+    } else if (arg == "--softsdf-library") {
+      error = value(flags.softsdf_library);
     } else if (arg == "--check-config") {
       error = no_value(flags.check_config);
     } else if (arg == "--version") {
@@ -133,6 +143,9 @@ std::optional<std::string> ParseFlags(int argc, char** argv, Flags& flags) {
   }
   if (!flags.socket.empty() && flags.demo.empty()) {
     return "--socket is only for --demo (set listen.socket_path in the config)";
+  }
+  if (!flags.softsdf_library.empty() && flags.demo.empty()) {
+    return "--softsdf-library is only for --demo (configure an sdf backend)";
   }
   if (flags.check_config && flags.config.empty()) {
     return "--check-config needs --config FILE";
@@ -178,6 +191,25 @@ absl::Status CheckEnvironment(const config::Config& config) {
   }
   for (int i = 0; i < config.backends_size(); ++i) {
     const config::Backend& b = config.backends(i);
+    if (b.has_sdf()) {
+      const std::string field = absl::StrCat("backends[", i, "].sdf");
+      if (access(b.sdf().library_path().c_str(), R_OK) != 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ".library_path: cannot read ",
+                         b.sdf().library_path(), ": ", std::strerror(errno)));
+      }
+      for (int k = 0; k < b.sdf().keys_size(); ++k) {
+        if (!b.sdf().keys(k).has_password()) continue;
+        absl::StatusOr<SecretString> password =
+            config::ReadPin(b.sdf().keys(k).password());
+        if (!password.ok()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(field, ".keys[", k,
+                           "].password: ", password.status().message()));
+        }
+      }
+      continue;
+    }
     if (!b.has_pkcs11()) continue;
     const std::string field = absl::StrCat("backends[", i, "].pkcs11");
     if (access(b.pkcs11().module_path().c_str(), R_OK) != 0) {
@@ -233,7 +265,20 @@ int RunHsmd(int argc, char** argv, const BackendFactory& factory) {
   std::optional<DemoSetup> demo;
   std::string config_path = flags.config;
   if (!flags.demo.empty()) {
-    absl::StatusOr<DemoSetup> setup = PrepareDemo(flags.demo, flags.socket);
+    absl::StatusOr<std::string> softsdf =
+        FindSoftSdfLibrary(flags.softsdf_library, argv[0]);
+    if (!softsdf.ok()) {
+      Fail("demo set-up failed", softsdf.status());
+      return kExitDemo;
+    }
+    if (softsdf->empty()) {
+      log::Warning(
+          "demo: libsoftsdf.so not found, serving the SoftHSM token without "
+          "the SDF device soft0 (bazel build //tools/softsdf:libsoftsdf.so, "
+          "or pass --softsdf-library PATH)");
+    }
+    absl::StatusOr<DemoSetup> setup =
+        PrepareDemo(flags.demo, flags.socket, *softsdf);
     if (!setup.ok()) {
       Fail("demo set-up failed", setup.status());
       return kExitDemo;
@@ -321,6 +366,7 @@ int RunHsmd(int argc, char** argv, const BackendFactory& factory) {
   }
 
   std::vector<v1::Key> demo_keys;
+  std::vector<v1::Key> sdf_keys;
   if (demo.has_value()) {
     absl::StatusOr<std::vector<v1::Key>> keys = EnsureDemoKeys(*backends[0]);
     if (!keys.ok()) {
@@ -330,6 +376,19 @@ int RunHsmd(int argc, char** argv, const BackendFactory& factory) {
       return kExitDemo;
     }
     demo_keys = *std::move(keys);
+    for (auto& b : backends) {
+      if (b->kind() != "sdf") continue;
+      absl::StatusOr<std::vector<v1::Key>> listed = b->ListKeys(
+          v1::ListKeysRequest(),
+          backend::RequestContext{absl::Now() + absl::Minutes(1)});
+      if (!listed.ok()) {
+        Fail("demo SDF keys could not be listed", listed.status());
+        for (auto& started : backends) started->Shutdown();
+        close_activated();
+        return kExitDemo;
+      }
+      for (v1::Key& key : *listed) sdf_keys.push_back(std::move(key));
+    }
   }
 
   ServerOptions options;
@@ -353,7 +412,7 @@ int RunHsmd(int argc, char** argv, const BackendFactory& factory) {
     return kExitSocket;
   }
   if (demo.has_value()) {
-    std::cout << DemoUsage((*server)->socket_path(), demo_keys) << std::flush;
+    std::cout << DemoUsage((*server)->socket_path(), demo_keys, sdf_keys) << std::flush;
   }
 
   const absl::Duration grace =

@@ -2,7 +2,7 @@
 // same start-up, signal and shutdown code with another backend factory.
 //
 // Usage: hsmd --config FILE [--check-config]
-//        hsmd --demo DIR [--socket PATH]
+//        hsmd --demo DIR [--socket PATH] [--softsdf-library PATH]
 //        hsmd --version | --help
 //
 // Exit codes:

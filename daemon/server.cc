@@ -93,6 +93,10 @@ int64_t InFlightCalls::count() const {
   return count_;
 }
 
+std::string BackendHealthService(absl::string_view backend_name) {
+  return absl::StrCat("backend/", backend_name);
+}
+
 v1::ConfigSummary SummarizeConfig(const config::Config& config,
                                   const std::string& config_path) {
   v1::ConfigSummary summary;
@@ -102,6 +106,11 @@ v1::ConfigSummary SummarizeConfig(const config::Config& config,
   summary.set_default_deadline_ms(config.limits().default_deadline_ms());
   bool pool_set = false;
   for (const config::Backend& b : config.backends()) {
+    for (const config::SdfKey& key : b.sdf().keys()) {
+      if (key.has_password()) {
+        summary.add_pin_sources(config::DescribePinSource(key.password()));
+      }
+    }
     if (!b.has_pkcs11()) continue;
     summary.add_pin_sources(config::DescribePinSource(b.pkcs11().pin()));
     if (!pool_set) {
@@ -335,6 +344,16 @@ void Server::UpdateHealth(bool force) {
               {"reason", status.state_reason()},
               {"serving", static_cast<bool>(now[i])}});
   }
+  // Per backend too ("backend/NAME"), so a monitor can tell which HSM is
+  // down when the whole daemon reports NOT_SERVING.
+  if (grpc::HealthCheckServiceInterface* health =
+          grpc_server_->GetHealthCheckService()) {
+    for (size_t i = 0; i < backends.size(); ++i) {
+      if (!force && now[i] == backend_serving_[i]) continue;
+      health->SetServingStatus(BackendHealthService(backends[i]->name()),
+                               now[i]);
+    }
+  }
   backend_serving_ = now;
   // Ready for systemd means every backend serves: units ordered after hsmd
   // start only then.
@@ -353,7 +372,9 @@ void Server::UpdateHealth(bool force) {
   grpc::HealthCheckServiceInterface* health =
       grpc_server_->GetHealthCheckService();
   if (health == nullptr) return;
-  health->SetServingStatus(all);  // Every service, including "".
+  // Not the one-argument overload: it would also overwrite the per-backend
+  // statuses.
+  health->SetServingStatus("", all);
   for (const char* name : kServiceNames) health->SetServingStatus(name, all);
   log::Info("health", {{"status", all ? "SERVING" : "NOT_SERVING"}});
 }

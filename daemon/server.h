@@ -11,8 +11,10 @@
 // Health (grpc.health.v1): the overall status ("") and the per-service
 // statuses of hsmd.v1.KeyService and hsmd.v1.AdminService are SERVING only
 // while every backend IsServing(); a thread polls the backends (every
-// ServerOptions::health_poll_interval) and logs each change. Server
-// reflection is enabled (grpcurl list / describe work).
+// ServerOptions::health_poll_interval) and logs each change. Each backend
+// also has its own health service name, "backend/NAME" (BackendHealthService),
+// SERVING while that backend IsServing(), so a monitor sees which HSM is
+// down. Server reflection is enabled (grpcurl list / describe work).
 //
 // systemd (ServerOptions::notify): READY=1 once every backend serves (not
 // before), STATUS= on each health change, WATCHDOG=1 every
@@ -40,6 +42,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "daemon/acceptor.h"
 #include "daemon/audit.h"
@@ -172,6 +175,9 @@ class Server {
 };
 
 // The GetStatus config summary for `config` (no secrets).
+// The grpc.health.v1 service name of one backend: "backend/NAME".
+std::string BackendHealthService(absl::string_view backend_name);
+
 v1::ConfigSummary SummarizeConfig(const config::Config& config,
                                   const std::string& config_path);
 

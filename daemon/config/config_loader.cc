@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <set>
 #include <utility>
@@ -226,11 +227,155 @@ void ValidatePkcs11(const Pkcs11Backend& p, const std::string& field,
                          256);
 }
 
+bool SamePin(const Pin& a, const Pin& b) {
+  return a.source_case() == b.source_case() && a.file() == b.file() &&
+         a.credential() == b.credential();
+}
+
+bool IsHex(absl::string_view s) {
+  for (char c : s) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+void ValidateSdf(const SdfBackend& sdf, const std::string& field,
+                 std::set<std::string>& device_names, Validator& v) {
+  if (!sdf.has_library_path() || sdf.library_path().empty()) {
+    v.Error(field + ".library_path", "is required");
+  } else if (sdf.library_path()[0] != '/') {
+    v.Error(field + ".library_path",
+            absl::StrCat("\"", sdf.library_path(),
+                         "\" is not an absolute path"));
+  }
+  if (!sdf.has_device_name()) {
+    v.Error(field + ".device_name",
+            "is required (the device= of the backend's sdf: URIs)");
+  } else if (!IsValidBackendName(sdf.device_name())) {
+    v.Error(field + ".device_name",
+            absl::StrCat("\"", sdf.device_name(),
+                         "\" must be 1..64 characters from [A-Za-z0-9_.-]"));
+  } else if (!device_names.insert(sdf.device_name()).second) {
+    v.Error(field + ".device_name",
+            absl::StrCat("\"", sdf.device_name(),
+                         "\" is used by another sdf backend"));
+  }
+  if (sdf.keys_size() == 0) {
+    v.Error(field + ".keys", "at least one key is required");
+  }
+  // (index, usage) -> first entry; index -> the entry holding its password.
+  std::set<std::pair<uint32_t, int>> seen;
+  std::map<uint32_t, int> password_at;
+  std::set<uint32_t> private_indexes;
+  for (int k = 0; k < sdf.keys_size(); ++k) {
+    const SdfKey& key = sdf.keys(k);
+    const std::string kf = absl::StrCat(field, ".keys[", k, "]");
+    if (!key.has_index()) v.Error(kf + ".index", "is required");
+    if (!key.has_usage() || key.usage() == SdfKey::USAGE_UNSPECIFIED) {
+      v.Error(kf + ".usage", "is required: SIGN, ENC or SM4");
+      continue;
+    }
+    if (key.has_index() && !seen.insert({key.index(), key.usage()}).second) {
+      v.Error(kf + ".index",
+              absl::StrCat("index ", key.index(), " usage ",
+                           SdfKey::Usage_Name(key.usage()),
+                           " is configured twice"));
+    }
+    if (key.has_label() && (key.label().empty() || key.label().size() > 128)) {
+      v.Error(kf + ".label",
+              absl::StrCat("is ", key.label().size(),
+                           " bytes; a label has 1..128 when set"));
+    }
+    if (key.usage() == SdfKey::SM4) {
+      if (key.has_password()) {
+        v.Error(kf + ".password",
+                "SM4 keys take no password (only SM2 private keys need "
+                "access rights)");
+      }
+      if (key.has_wrapped_key() &&
+          (key.wrapped_key().size() != 32 || !IsHex(key.wrapped_key()))) {
+        v.Error(kf + ".wrapped_key",
+                "must be 32 hex digits (a 16-byte SM4 key wrapped with "
+                "SM4-ECB)");
+      }
+      continue;
+    }
+    if (key.has_wrapped_key()) {
+      v.Error(kf + ".wrapped_key", "is only for SM4 keys");
+    }
+    private_indexes.insert(key.index());
+    if (!key.has_password()) continue;
+    ValidatePin(key.password(), kf + ".password", v);
+    auto [it, inserted] = password_at.emplace(key.index(), k);
+    if (!inserted &&
+        !SamePin(sdf.keys(it->second).password(), key.password())) {
+      v.Error(kf + ".password",
+              absl::StrCat("differs from keys[", it->second,
+                           "].password; one access password covers both key "
+                           "pairs of index ",
+                           key.index()));
+    }
+  }
+  for (uint32_t index : private_indexes) {
+    if (password_at.count(index) != 0) continue;
+    for (int k = 0; k < sdf.keys_size(); ++k) {
+      if (sdf.keys(k).index() == index &&
+          sdf.keys(k).usage() != SdfKey::SM4) {
+        v.Error(absl::StrCat(field, ".keys[", k, "].password"),
+                absl::StrCat("is required: SM2 keys need the access "
+                             "password of index ",
+                             index, " (file or credential)"));
+        break;
+      }
+    }
+  }
+  v.CheckRange<uint32_t>(field + ".session_pool_size", sdf.session_pool_size(),
+                         1, 256);
+  const SdfAlgorithmIds& ids = sdf.algorithm_ids();
+  for (const auto& [name, value] :
+       {std::make_pair("sm2_sign", ids.sm2_sign()),
+        std::make_pair("sm2_encrypt", ids.sm2_encrypt()),
+        std::make_pair("sm4_ecb", ids.sm4_ecb()),
+        std::make_pair("sm4_cbc", ids.sm4_cbc())}) {
+    if (value == 0) {
+      v.Error(absl::StrCat(field, ".algorithm_ids.", name), "must not be 0");
+    }
+  }
+  if (sdf.max_chunk_bytes() != 0) {
+    v.CheckRange<uint32_t>(field + ".max_chunk_bytes", sdf.max_chunk_bytes(),
+                           16, 64u << 20);
+    if (sdf.max_chunk_bytes() % 16 != 0) {
+      v.Error(field + ".max_chunk_bytes",
+              absl::StrCat(sdf.max_chunk_bytes(),
+                           " is not a multiple of 16 (the SM4 block size)"));
+    }
+  }
+}
+
+void ValidateRecovery(const Recovery& r, const std::string& field,
+                      Validator& v) {
+  v.CheckRange<uint32_t>(field + ".reinit_backoff_initial_ms",
+                         r.reinit_backoff_initial_ms(), 1, 60000);
+  v.CheckRange<uint32_t>(field + ".reinit_backoff_max_ms",
+                         r.reinit_backoff_max_ms(), 1, 3600000);
+  if (r.reinit_backoff_max_ms() < r.reinit_backoff_initial_ms()) {
+    v.Error(field + ".reinit_backoff_max_ms",
+            absl::StrCat(r.reinit_backoff_max_ms(),
+                         " is below reinit_backoff_initial_ms (",
+                         r.reinit_backoff_initial_ms(), ")"));
+  }
+  v.CheckRange<uint32_t>(field + ".reinit_drain_timeout_ms",
+                         r.reinit_drain_timeout_ms(), 0, 600000);
+  v.CheckRange<uint32_t>(field + ".degraded_hold_ms", r.degraded_hold_ms(), 0,
+                         86400000);
+}
+
 void ValidateBackends(const Config& config, Validator& v) {
   if (config.backends_size() == 0) {
     v.Error("backends", "at least one backend is required");
   }
   std::set<std::string> names;
+  std::set<std::string> device_names;
   for (int i = 0; i < config.backends_size(); ++i) {
     const Backend& b = config.backends(i);
     const std::string field = absl::StrCat("backends[", i, "]");
@@ -248,10 +393,15 @@ void ValidateBackends(const Config& config, Validator& v) {
       case Backend::kPkcs11:
         ValidatePkcs11(b.pkcs11(), field + ".pkcs11", v);
         break;
+      case Backend::kSdf:
+        ValidateSdf(b.sdf(), field + ".sdf", device_names, v);
+        break;
       case Backend::KIND_NOT_SET:
-        v.Error(field, "a backend kind is required (pkcs11 { ... })");
+        v.Error(field,
+                "a backend kind is required (pkcs11 { ... } or sdf { ... })");
         break;
     }
+    ValidateRecovery(b.recovery(), field + ".recovery", v);
   }
 }
 

@@ -1,11 +1,13 @@
 #include "daemon/service/backend_registry.h"
 
+#include <optional>
 #include <set>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "daemon/backend/sdf/uri.h"
 
 namespace hsmd::service {
 namespace {
@@ -26,7 +28,14 @@ std::string CacheKey(const v1::KeyRef& ref) {
 
 BackendRegistry::BackendRegistry(
     std::vector<std::unique_ptr<backend::Backend>> backends)
-    : backends_(std::move(backends)) {}
+    : backends_(std::move(backends)) {
+  // An SDF backend reports its configured device name as token_label, from
+  // its options (so also while it is not serving).
+  for (const auto& b : backends_) {
+    device_names_.push_back(b->kind() == "sdf" ? b->GetStatus().token_label()
+                                               : std::string());
+  }
+}
 
 absl::StatusOr<std::unique_ptr<BackendRegistry>> BackendRegistry::New(
     std::vector<std::unique_ptr<backend::Backend>> backends) {
@@ -58,10 +67,24 @@ absl::StatusOr<std::vector<backend::Backend*>> BackendRegistry::Candidates(
         absl::StrCat(field, ": unsupported scheme in \"",
                      ref.uri().substr(0, 64), "\" (expected a pkcs11: URI)"));
   }
-  for (const auto& b : backends_) {
-    if (b->kind() == scheme) out.push_back(b.get());
+  bool kind_configured = false;
+  // sdf: URIs naming a device go to that device's backend only, so one
+  // device being down never fails requests for another.
+  std::optional<std::string> device;
+  if (scheme == "sdf") {
+    absl::StatusOr<backend::sdf::SdfUri> uri =
+        backend::sdf::SdfUri::Parse(ref.uri());
+    // A malformed URI goes to every sdf backend, whose GetKey explains it.
+    if (uri.ok()) device = uri->device;
   }
-  if (out.empty()) {
+  for (size_t i = 0; i < backends_.size(); ++i) {
+    const auto& b = backends_[i];
+    if (b->kind() != scheme) continue;
+    kind_configured = true;
+    if (device.has_value() && *device != device_names_[i]) continue;
+    out.push_back(b.get());
+  }
+  if (!kind_configured) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": no ", scheme, " backend is configured for ",
                      scheme, ": URIs"));
@@ -79,6 +102,12 @@ absl::StatusOr<BackendRegistry::Route> BackendRegistry::Resolve(
   absl::StatusOr<std::vector<backend::Backend*>> candidates =
       Candidates(ref, "key.uri");
   if (!candidates.ok()) return candidates.status();
+  if (candidates->empty()) {
+    return absl::NotFoundError(absl::StrCat(
+        "no key matches \"", ref.uri(),
+        "\": no sdf backend serves that device (the device= of an sdf: URI "
+        "is a backend's configured device_name)"));
+  }
   absl::Status first_error;
   absl::Status not_found;
   for (backend::Backend* b : *candidates) {

@@ -2,8 +2,9 @@
 // serves it.
 //
 // Routing: a `pkcs11:` URI goes to backends of kind "pkcs11", an `sdf:` URI
-// to kind "sdf" (the scheme names the kind); a key_id may live on any
-// backend. The first time a reference is seen, the registry asks the
+// to kind "sdf" (the scheme names the kind), and one with device=NAME only
+// to the sdf backend whose device_name is NAME (its
+// BackendStatus.token_label); a key_id may live on any backend. The first time a reference is seen, the registry asks the
 // candidates' GetKey (in config order) and uses the first that has the key;
 // the route is cached per reference (bounded), and dropped when an operation
 // through it reports NOT_FOUND or a key is deleted. One extra lookup per
@@ -94,6 +95,8 @@ class BackendRegistry {
       const v1::KeyRef& ref, absl::string_view field) const;
 
   const std::vector<std::unique_ptr<backend::Backend>> backends_;
+  // Per backend: the SDF device name ("" for other kinds).
+  std::vector<std::string> device_names_;
   std::mutex mu_;
   absl::flat_hash_map<std::string, Route> routes_ ABSL_GUARDED_BY(mu_);
 };

@@ -124,6 +124,63 @@ TEST_F(BackendRegistryTest, ListsAllGeneratesAndRandom) {
             absl::StatusCode::kUnavailable);
 }
 
+// Two SDF devices next to a PKCS#11 token: sdf:device=X goes to X only, so
+// one device being down never fails requests for the other.
+TEST(BackendRegistrySdfTest, RoutesSdfUrisByDevice) {
+  auto p = FakeBackend::New({.name = "hsm", .token_label = "t"});
+  auto c0 = FakeBackend::New(
+      {.name = "card-a", .kind = "sdf", .token_label = "card0"});
+  auto c1 = FakeBackend::New(
+      {.name = "card-b", .kind = "sdf", .token_label = "card1"});
+  ASSERT_TRUE(p.ok() && c0.ok() && c1.ok());
+  FakeBackend* pkcs11 = p->get();
+  FakeBackend* card0 = c0->get();
+  FakeBackend* card1 = c1->get();
+  std::vector<std::unique_ptr<backend::Backend>> backends;
+  backends.push_back(*std::move(p));
+  backends.push_back(*std::move(c0));
+  backends.push_back(*std::move(c1));
+  auto registry = BackendRegistry::New(std::move(backends));
+  ASSERT_TRUE(registry.ok()) << registry.status();
+
+  v1::KeyRef ref;
+  ref.set_uri("sdf:device=card1;index=1;usage=sign");
+  (void)(*registry)->Resolve(ref, {});
+  EXPECT_EQ(card0->CallCount("GetKey"), 0u);
+  EXPECT_EQ(card1->CallCount("GetKey"), 1u);
+  EXPECT_EQ(pkcs11->CallCount("GetKey"), 0u);
+
+  // An unknown device: NOT_FOUND naming it, no backend asked.
+  ref.set_uri("sdf:device=card9;index=1;usage=sign");
+  absl::StatusOr<BackendRegistry::Route> route = (*registry)->Resolve(ref, {});
+  EXPECT_EQ(route.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(route.status().message()),
+              HasSubstr("sdf:device=card9"));
+  EXPECT_EQ(card0->CallCount("GetKey") + card1->CallCount("GetKey"), 1u);
+
+  // Without device=, every sdf backend is a candidate.
+  ref.set_uri("sdf:index=1;usage=sign");
+  (void)(*registry)->Resolve(ref, {});
+  EXPECT_EQ(card0->CallCount("GetKey"), 1u);
+  EXPECT_EQ(card1->CallCount("GetKey"), 2u);
+
+  // Listing one device asks only that one (the other is down). (The fake
+  // backend itself speaks only pkcs11: URIs; the real one is exercised in
+  // //tests/sdf:mixed_backends_test.)
+  card1->SetServing(false, "unplugged");
+  v1::ListKeysRequest list;
+  list.set_uri_filter("sdf:device=card0");
+  absl::StatusOr<std::vector<v1::Key>> keys = (*registry)->ListKeys(list, {});
+  EXPECT_EQ(card0->CallCount("ListKeys"), 1u);
+  EXPECT_EQ(card1->CallCount("ListKeys"), 0u);
+  EXPECT_EQ(pkcs11->CallCount("ListKeys"), 0u);
+  // An unknown device lists nothing.
+  list.set_uri_filter("sdf:device=card9");
+  keys = (*registry)->ListKeys(list, {});
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_TRUE(keys->empty());
+}
+
 TEST(BackendRegistryNewTest, RejectsDuplicatesAndEmpty) {
   EXPECT_FALSE(BackendRegistry::New({}).ok());
   std::vector<std::unique_ptr<backend::Backend>> backends;

@@ -71,6 +71,45 @@ absl::Status VerifySignature(const std::string& public_key_der,
     }
     return absl::OkStatus();
   }
+  if (alg.has_sm2()) {
+    // As a relying party does: SM3 over Z || M with the ID (GM/T 0009's
+    // default when none is given), or the precomputed e.
+    EvpPkeyCtxPtr pctx(
+        EVP_PKEY_CTX_new_from_pkey(nullptr, pkey->get(), nullptr));
+    if (pctx == nullptr) return absl::InternalError(Errors());
+    int rc = 0;
+    if (request.has_digest()) {
+      if (EVP_PKEY_verify_init(pctx.get()) <= 0) {
+        return absl::InternalError(Errors());
+      }
+      rc = EVP_PKEY_verify(
+          pctx.get(), sig, signature.size(),
+          reinterpret_cast<const unsigned char*>(request.digest().data()),
+          request.digest().size());
+    } else {
+      const std::string id = alg.sm2().distinguishing_id().empty()
+                                 ? "1234567812345678"
+                                 : alg.sm2().distinguishing_id();
+      if (EVP_PKEY_CTX_set1_id(pctx.get(), id.data(), id.size()) <= 0) {
+        return absl::InternalError(Errors());
+      }
+      EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+      EVP_MD_CTX_set_pkey_ctx(ctx.get(), pctx.get());
+      if (EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sm3(), nullptr,
+                               pkey->get()) != 1) {
+        return absl::InternalError(Errors());
+      }
+      rc = EVP_DigestVerify(
+          ctx.get(), sig, signature.size(),
+          reinterpret_cast<const unsigned char*>(request.message().data()),
+          request.message().size());
+    }
+    if (rc != 1) {
+      return absl::DataLossError(
+          absl::StrCat("SM2 signature does not verify: ", Errors()));
+    }
+    return absl::OkStatus();
+  }
   v1::HashAlgorithm hash = alg.has_rsa_pkcs1() ? alg.rsa_pkcs1().hash()
                            : alg.has_rsa_pss() ? alg.rsa_pss().hash()
                                                : alg.ecdsa().hash();
@@ -128,7 +167,9 @@ absl::StatusOr<std::string> EncryptForKey(
   if (ctx == nullptr || EVP_PKEY_encrypt_init(ctx.get()) <= 0) {
     return absl::InternalError(Errors());
   }
-  if (algorithm.has_rsa_oaep()) {
+  if (algorithm.has_sm2()) {
+    // OpenSSL's SM2 ciphertext (GM/T 0009 DER, C1 || C3 || C2): no options.
+  } else if (algorithm.has_rsa_oaep()) {
     const v1::RsaOaepDecryption& oaep = algorithm.rsa_oaep();
     v1::HashAlgorithm mgf1 = oaep.mgf1_hash() == v1::HASH_ALGORITHM_UNSPECIFIED
                                  ? oaep.hash()

@@ -19,7 +19,9 @@ absl::Status VerifySignature(const std::string& public_key_der,
                              const std::string& signature);
 
 // Encrypts `plaintext` for the RSA key with the given padding (rsa_pkcs1 or
-// rsa_oaep with its parameters).
+// rsa_oaep with its parameters), or for an SM2 key (sm2: OpenSSL's
+// ciphertext format). SM2 signatures are checked with SM3 and the request's
+// distinguishing ID (default "1234567812345678").
 absl::StatusOr<std::string> EncryptForKey(
     const std::string& public_key_der, const v1::DecryptionAlgorithm& algorithm,
     const std::string& plaintext);
