@@ -187,7 +187,8 @@ std::string FormatStatus(const v1::GetStatusResponse& status) {
     if (!b.library_description().empty()) {
       absl::StrAppend(&out, " (", b.library_description(), ")");
     }
-    absl::StrAppend(&out, ", slot ", b.slot_id());
+    // SDF devices have no slots (their TOKEN column is the device name).
+    if (b.kind() != "sdf") absl::StrAppend(&out, ", slot ", b.slot_id());
     if (!b.token_serial().empty()) {
       absl::StrAppend(&out, ", serial ", b.token_serial());
     }
