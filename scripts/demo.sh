@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The README's first command: installs what is missing, builds, starts hsmd on
-# an embedded SoftHSM demo token (created once in ./demo), and shows it
-# working: status, keys, a signature made in the HSM and verified by OpenSSL
-# with the exported public key. hsmd then keeps running in the foreground
+# an embedded SoftHSM demo token and a software SDF device "soft0" (国密,
+# both created once in ./demo), and shows it working: status, keys, a
+# signature made in the HSM and verified by OpenSSL with the exported public
+# key, and an SM2 signature made through hsmproxy and verified by plain
+# OpenSSL. hsmd then keeps running in the foreground
 # (Ctrl-C stops it); with --no-wait it is stopped after the tour (CI uses this).
 set -euo pipefail
 
@@ -19,13 +21,15 @@ for arg in "$@"; do
 done
 
 scripts/install_deps.sh
-scripts/bazel.sh build //daemon:hsmd //tools/hsmctl:hsmctl //proxy_provider:hsmproxy.so
+scripts/bazel.sh build //daemon:hsmd //tools/hsmctl:hsmctl //proxy_provider:hsmproxy.so \
+  //tools/softsdf:libsoftsdf.so
 
 bin="$root/bazel-bin"
 mkdir -p "$demo_dir"
 export HSMD_SOCKET="$demo_dir/hsmd.sock"
 
-"$bin/daemon/hsmd" --demo "$demo_dir" >"$demo_dir/hsmd.log" 2>&1 &
+"$bin/daemon/hsmd" --demo "$demo_dir" \
+  --softsdf-library "$bin/tools/softsdf/libsoftsdf.so" >"$demo_dir/hsmd.log" 2>&1 &
 hsmd_pid=$!
 stop_daemon() {
   if kill -0 "$hsmd_pid" 2>/dev/null; then
@@ -94,13 +98,30 @@ OPENSSL_CONF=/dev/null openssl dgst -sha256 -verify "$work/rsa.pub.pem" \
 step openssl req -new -x509 -key "'$uri'" -subj /CN=hsmd-demo -days 1 -out demo-cert.pem
 openssl req -new -x509 -key "$uri" -subj /CN=hsmd-demo -days 1 -out "$work/demo-cert.pem"
 OPENSSL_CONF=/dev/null openssl verify -CAfile "$work/demo-cert.pem" "$work/demo-cert.pem"
+
+# 国密: SM2 with SM3 on the software SDF device, through the same provider.
+# OpenSSL 3.0's own default distinguishing ID is empty; hsmproxy signs with
+# GM/T 0009's 1234567812345678, so the plain-OpenSSL check names it.
+sm2="sdf:device=soft0;index=1;usage=sign"
+step openssl pkeyutl -sign -inkey "'$sm2'" -rawin -digest sm3 -in message.txt -out message.sm2.sig
+openssl pkeyutl -sign -inkey "$sm2" -rawin -digest sm3 -in "$work/message.txt" \
+  -out "$work/message.sm2.sig"
+step openssl pkey -in "'$sm2'" -pubout -out sm2.pub.pem
+openssl pkey -in "$sm2" -pubout -out "$work/sm2.pub.pem"
+cat "$work/sm2.pub.pem"
+step OPENSSL_CONF=/dev/null openssl pkeyutl -verify -pubin -inkey sm2.pub.pem -rawin -digest sm3 \
+  -pkeyopt distid:1234567812345678 -in message.txt -sigfile message.sm2.sig
+OPENSSL_CONF=/dev/null openssl pkeyutl -verify -pubin -inkey "$work/sm2.pub.pem" -rawin \
+  -digest sm3 -pkeyopt distid:1234567812345678 -in "$work/message.txt" \
+  -sigfile "$work/message.sm2.sig"
 unset OPENSSL_CONF
 step hsmctl stats
 hsmctl stats
 
 cat <<EOM
 
-hsmd is serving the demo token on $HSMD_SOCKET (its log: $demo_dir/hsmd.log).
+hsmd is serving the demo token and the SDF device soft0 on $HSMD_SOCKET
+(its log: $demo_dir/hsmd.log).
 In another shell:
   export HSMD_SOCKET=$HSMD_SOCKET
   $bin/tools/hsmctl/hsmctl list

@@ -192,6 +192,10 @@ absl::Status SoftSdfStore::SetPassword0(uint32_t index,
   return WritePrivateFile(absl::StrCat(password_dir_, "/", index), password);
 }
 
+std::string SoftSdfStore::PasswordFile(uint32_t index) const {
+  return absl::StrCat(password_dir_, "/", index);
+}
+
 void SoftSdfStore::SetPassword(uint32_t index,
                                absl::string_view password) const {
   SetPassword0(index, password).IgnoreError();

@@ -54,6 +54,8 @@ class SoftSdfStore {
   std::function<absl::StatusOr<SecretString>()> PasswordSource(
       uint32_t index) const;
   void SetPassword(uint32_t index, absl::string_view password) const;
+  // The 0600 file PasswordSource reads (for an hsmd config's password).
+  std::string PasswordFile(uint32_t index) const;
   // The public key softsdf-init wrote (sign-<i>.pub.pem / enc-<i>.pub.pem).
   std::string PublicKeyPem(absl::string_view usage, uint32_t index) const;
 
