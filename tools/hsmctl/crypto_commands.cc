@@ -389,8 +389,8 @@ std::vector<CommandSpec> CryptoCommands() {
   return {
       {
           "sign",
-          "URI|KEY_ID --alg ALG [--hash H] [--salt-len N] [--mgf1 H] --in "
-          "FILE --out FILE [--digest-input]",
+          "URI|KEY_ID --alg ALG [--hash H] [--salt-len N] [--mgf1 H] [--id ID] "
+          "--in FILE --out FILE [--digest-input]",
           "Sign a message or digest with an HSM key",
           "The message is hashed by hsmd (or, with --digest-input, the input "
           "is the digest).\nECDSA and SM2 signatures are DER-encoded; the "
@@ -406,8 +406,8 @@ std::vector<CommandSpec> CryptoCommands() {
       },
       {
           "verify",
-          "URI|KEY_ID --alg ALG [--hash H] [--salt-len N] [--mgf1 H] --in "
-          "FILE --sig FILE [--digest-input]",
+          "URI|KEY_ID --alg ALG [--hash H] [--salt-len N] [--mgf1 H] [--id ID] "
+          "--in FILE --sig FILE [--digest-input]",
           "Verify a signature locally with the key's public half",
           "Fetches the public key from hsmd and verifies with OpenSSL; the "
           "signature is\nnever sent to hsmd. Prints \"Signature OK\" (exit 0) "
