@@ -1,6 +1,8 @@
-// `hsmd --demo DIR` end to end with the real binary and SoftHSM: the first
-// start creates the token and the five demo keys, serves them, and stops
-// cleanly on SIGTERM; the second start reuses the same token and keys.
+// `hsmd --demo DIR` end to end with the real binary, SoftHSM and softsdf:
+// the first start creates the token and the five demo keys and the SDF
+// device soft0 (SM2 sign / enc, SM4), serves them, and stops cleanly on
+// SIGTERM; the second start reuses the same token, device and keys. Without
+// libsoftsdf.so the token is served alone.
 #include <grpcpp/client_context.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
@@ -9,6 +11,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <string>
@@ -216,6 +219,59 @@ TEST_F(DemoTest, CreatesServesAndReuses) {
   // Without --socket it is back on DIR/hsmd.sock.
   Run fourth;
   StartCheckAndStop({}, dir_ + "/hsmd.sock", fourth);
+}
+
+// Without libsoftsdf.so next to it (a copy of hsmd elsewhere), the demo
+// serves the SoftHSM token alone and says why.
+TEST_F(DemoTest, WithoutSoftSdfServesTheTokenAlone) {
+  const std::string bin = base_ + "/bin";
+  ASSERT_EQ(mkdir(bin.c_str(), 0700), 0);
+  std::error_code ec;
+  std::filesystem::copy_file(testing::RunfilePath("daemon/hsmd"),
+                             bin + "/hsmd", ec);
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_EQ(chmod((bin + "/hsmd").c_str(), 0700), 0);
+  auto daemon = Subprocess::Start({bin + "/hsmd", "--demo", dir_});
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  const std::string socket = dir_ + "/hsmd.sock";
+  absl::Status up = testing::WaitForSocket(**daemon, socket, kStartTimeout);
+  ASSERT_TRUE(up.ok()) << up;
+  auto admin = v1::AdminService::NewStub(grpc::CreateChannel(
+      "unix:" + socket, grpc::InsecureChannelCredentials()));
+  v1::GetStatusResponse status;
+  grpc::Status s = admin->GetStatus(Context().get(), {}, &status);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(status.backends_size(), 1);
+  EXPECT_EQ(status.backends(0).kind(), "pkcs11");
+  (*daemon)->Signal(SIGTERM);
+  absl::StatusOr<int> code = (*daemon)->Wait(kExitTimeout);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+  EXPECT_THAT((*daemon)->Stderr(),
+              HasSubstr("libsoftsdf.so not found, serving the SoftHSM token "
+                        "without the SDF device soft0"));
+  EXPECT_THAT((*daemon)->Stdout(), Not(HasSubstr("soft0")));
+  EXPECT_EQ(Mode(dir_ + "/sdf"), 0u);
+}
+
+TEST_F(DemoTest, SoftSdfLibraryFlagErrors) {
+  std::string out, err;
+  // A path that is not there: exit 5, naming it.
+  absl::StatusOr<int> code = testing::RunToCompletion(
+      {testing::RunfilePath("daemon/hsmd"), "--demo", dir_,
+       "--softsdf-library", base_ + "/missing.so"},
+      &out, &err);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 5);
+  EXPECT_THAT(err, HasSubstr("--softsdf-library " + base_ + "/missing.so"));
+  // Only with --demo: a usage error.
+  code = testing::RunToCompletion(
+      {testing::RunfilePath("daemon/hsmd"), "--config", base_ + "/x.conf",
+       "--softsdf-library", "/x.so"},
+      &out, &err);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 1);
+  EXPECT_THAT(err, HasSubstr("--softsdf-library is only for --demo"));
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -78,6 +80,40 @@ TEST(KeyPatternTest, UriAttributes) {
   EXPECT_FALSE(Matches("pkcs11:id=%01", Key("demo", "k")));
 }
 
+KeyAttributes SdfKey(std::string device, std::string label, uint32_t index,
+                     std::string usage) {
+  KeyAttributes k = Key(device, std::move(label));
+  k.backend = "card";
+  k.uri = absl::StrCat("sdf:device=", device, ";index=", index,
+                       ";usage=", usage);
+  return k;
+}
+
+TEST(KeyPatternTest, SdfAttributes) {
+  const KeyAttributes sign = SdfKey("card0", "server", 1, "sign");
+  const KeyAttributes sm4 = SdfKey("card0", "data", 12, "sm4");
+  EXPECT_TRUE(Matches("sdf:device=card0", sign));
+  EXPECT_TRUE(Matches("sdf:device=card*;usage=sign", sign));
+  EXPECT_FALSE(Matches("sdf:device=card0;usage=sign", sm4));
+  EXPECT_TRUE(Matches("sdf:index=12", sm4));
+  EXPECT_FALSE(Matches("sdf:index=1", sm4));
+  EXPECT_TRUE(Matches("sdf:device=card0;index=1;usage=sign;object=serv*",
+                      sign));
+  EXPECT_FALSE(Matches("sdf:device=card1", sign));
+  EXPECT_TRUE(Matches("SDF:usage=sm4", sm4));
+  // Schemes do not cross: an sdf: pattern never covers a PKCS#11 key, a
+  // pkcs11: pattern never an SDF key (even with the same labels).
+  const KeyAttributes token = Key("card0", "server");
+  EXPECT_FALSE(Matches("sdf:device=card0", token));
+  EXPECT_FALSE(Matches("pkcs11:token=card0", sign));
+  EXPECT_FALSE(Matches("pkcs11:object=server", sign));
+  EXPECT_TRUE(Matches("pkcs11:object=server", token));
+  // A label pattern and "*" cover both.
+  EXPECT_TRUE(Matches("serv*", sign));
+  EXPECT_TRUE(Matches("serv*", token));
+  EXPECT_TRUE(Matches("*", sign));
+}
+
 TEST(KeyPatternTest, LabelShorthand) {
   EXPECT_TRUE(Matches("ec-*", Key("demo", "ec-p256")));
   EXPECT_TRUE(Matches("ec-p???", Key("other", "ec-p384")));
@@ -100,6 +136,18 @@ TEST(KeyPatternTest, ErrorsNameTheProblem) {
   EXPECT_THAT(error("pkcs11:object"), HasSubstr("has no '='"));
   EXPECT_THAT(error("pkcs11:type=public"), HasSubstr("type=private"));
   EXPECT_THAT(error("file:key.pem"), HasSubstr("neither"));
+  EXPECT_THAT(error("sdf:"), HasSubstr("names no attribute"));
+  EXPECT_THAT(error("sdf:slot=1"),
+              HasSubstr("attribute \"slot\" is not supported in sdf:"));
+  EXPECT_THAT(error("sdf:index=x"), HasSubstr("want a decimal key index"));
+  EXPECT_THAT(error("sdf:index=4294967296"),
+              HasSubstr("want a decimal key index"));
+  EXPECT_THAT(error("sdf:index=-1"), HasSubstr("want a decimal key index"));
+  EXPECT_THAT(error("sdf:usage=decrypt"), HasSubstr("want sign, enc or sm4"));
+  EXPECT_THAT(error("sdf:usage=sign;usage=enc"), HasSubstr("given twice"));
+  EXPECT_THAT(error("sdf:device=a?x=1"), HasSubstr("query"));
+  EXPECT_THAT(error("sdf:device"), HasSubstr("has no '='"));
+  EXPECT_THAT(error("sdf:object=%z1"), HasSubstr("bad percent escape"));
 }
 
 }  // namespace

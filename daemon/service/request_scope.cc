@@ -48,6 +48,7 @@ policy::KeyAttributes AttributesOf(const v1::Key& key) {
   attrs.label = key.label();
   attrs.id = key.id();
   attrs.key_id = key.key_id();
+  attrs.uri = key.uri();
   return attrs;
 }
 
@@ -58,6 +59,7 @@ policy::KeyAttributes AttributesOf(const BackendRegistry::Route& route) {
   attrs.label = route.key_label;
   attrs.id = route.id;
   attrs.key_id = route.key_id;
+  attrs.uri = route.uri;
   return attrs;
 }
 

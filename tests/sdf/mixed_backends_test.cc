@@ -4,18 +4,21 @@
 // list their keys and report their own status and health; an SM2 signature
 // verifies with the exported public key and the default ID; an OpenSSL SM2
 // ciphertext decrypts; SM4-CBC through hsmd equals OpenSSL's on an imported
-// key. A wrong SDF key password stops the start-up with exit code 3.
+// key. A policy rule with an sdf: pattern grants exactly its keys. A wrong
+// SDF key password stops the start-up with exit code 3.
 #include <grpcpp/client_context.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
@@ -325,6 +328,52 @@ TEST_F(MixedBackendsTest, ServesBothKindsThroughTheApi) {
   EXPECT_EQ(*code, 0) << (*hsmd)->Stderr();
   // No password in the log.
   EXPECT_THAT((*hsmd)->Stderr(), Not(HasSubstr(kPassword)));
+}
+
+// Access policy with an sdf: key pattern: only the device's signing key may
+// be used.
+TEST_F(MixedBackendsTest, PolicyWithSdfPattern) {
+  std::ifstream in(config_);
+  std::string text((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  WriteFile(config_, absl::StrCat(text, "policy {\n  rules { users: \"",
+                                  getuid(),
+                                  "\" keys: \"sdf:device=card0;usage=sign\" "
+                                  "operations: [SIGN, LIST] }\n}\n"));
+  absl::StatusOr<std::unique_ptr<Subprocess>> hsmd = StartHsmd();
+  ASSERT_TRUE(hsmd.ok()) << hsmd.status();
+  absl::Status up = testing::WaitForSocket(**hsmd, socket_, kStartTimeout);
+  ASSERT_TRUE(up.ok()) << up;
+  auto keys = v1::KeyService::NewStub(
+      grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials()));
+
+  v1::ListKeysResponse list;
+  grpc::Status s = keys->ListKeys(Context().get(), {}, &list);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(list.keys_size(), 1);
+  EXPECT_EQ(list.keys(0).uri(), "sdf:device=card0;index=1;usage=sign");
+
+  v1::SignRequest sign;
+  sign.mutable_key()->set_uri("sdf:device=card0;index=1;usage=sign");
+  sign.mutable_algorithm()->mutable_sm2();
+  sign.set_message("allowed");
+  v1::SignResponse signature;
+  s = keys->Sign(Context().get(), sign, &signature);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+
+  v1::DecryptRequest decrypt;
+  decrypt.mutable_key()->set_uri("sdf:device=card0;index=1;usage=enc");
+  decrypt.mutable_algorithm()->mutable_sm2();
+  decrypt.set_ciphertext("x");
+  v1::DecryptResponse plaintext;
+  s = keys->Decrypt(Context().get(), decrypt, &plaintext);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), HasSubstr("may not decrypt"));
+
+  (*hsmd)->Signal(SIGTERM);
+  absl::StatusOr<int> code = (*hsmd)->Wait(absl::Seconds(60));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << (*hsmd)->Stderr();
 }
 
 TEST_F(MixedBackendsTest, WrongPasswordFailsTheStart) {
