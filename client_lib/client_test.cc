@@ -437,10 +437,10 @@ TEST_F(ClientTest, Sm2RequestsCarryTheirParameters) {
 
 TEST_F(ClientTest, Sm2RequestBuildersRejectBadInput) {
   const v1::KeyRef key = UriRef("sdf:device=card0;index=1;usage=sign");
-  absl::Status status = Sm2SignDigestRequest(key, std::string(31, 'e')).status();
+  absl::Status status =
+      Sm2SignDigestRequest(key, std::string(31, 'e')).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(status.message(),
-            "the SM2 digest e is 31 bytes; SM3 gives 32");
+  EXPECT_EQ(status.message(), "the SM2 digest e is 31 bytes; SM3 gives 32");
   EXPECT_EQ(Sm2SignDigestRequest(key, "").status().code(),
             absl::StatusCode::kInvalidArgument);
   status = Sm2SignMessageRequest(key, "m", std::string(kSm2MaxIdBytes + 1, 'i'))
@@ -465,9 +465,9 @@ TEST_F(ClientTest, Sm4EncryptAndDecrypt) {
   absl::StatusOr<v1::EncryptResponse> encrypted = client_->Encrypt(*cbc);
   ASSERT_TRUE(encrypted.ok()) << encrypted.status();
   EXPECT_EQ(encrypted->ciphertext(), reversed);
-  EXPECT_EQ(encrypted->key_id(),
-            absl::StrCat(testing::kSm4CbcPrefix,
-                         "30313233343536373839616263646566"));
+  EXPECT_EQ(
+      encrypted->key_id(),
+      absl::StrCat(testing::kSm4CbcPrefix, "30313233343536373839616263646566"));
 
   absl::StatusOr<v1::EncryptRequest> ecb =
       Sm4EncryptRequest(key, v1::CIPHER_MODE_ECB, "", data);
@@ -482,9 +482,9 @@ TEST_F(ClientTest, Sm4EncryptAndDecrypt) {
   absl::StatusOr<v1::DecryptResponse> decrypted = client_->Decrypt(*decrypt);
   ASSERT_TRUE(decrypted.ok()) << decrypted.status();
   EXPECT_EQ(decrypted->plaintext(), data);
-  EXPECT_EQ(decrypted->key_id(),
-            absl::StrCat(testing::kSm4CbcPrefix,
-                         "30313233343536373839616263646566"));
+  EXPECT_EQ(
+      decrypted->key_id(),
+      absl::StrCat(testing::kSm4CbcPrefix, "30313233343536373839616263646566"));
   decrypt = Sm4DecryptRequest(key, v1::CIPHER_MODE_ECB, "", reversed);
   ASSERT_TRUE(decrypt.ok()) << decrypt.status();
   decrypted = client_->Decrypt(*decrypt);
@@ -536,12 +536,14 @@ TEST_F(ClientTest, Sm4RequestBuildersRejectBadInput) {
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.message;
     EXPECT_THAT(status.message(), HasSubstr(c.message));
   }
-  EXPECT_THAT(
-      Sm4EncryptRequest(key, v1::CIPHER_MODE_ECB, "", "short").status().message(),
-      HasSubstr("the SM4 plaintext is 5 bytes"));
-  EXPECT_THAT(
-      Sm4DecryptRequest(key, v1::CIPHER_MODE_ECB, "", "short").status().message(),
-      HasSubstr("the SM4 ciphertext is 5 bytes"));
+  EXPECT_THAT(Sm4EncryptRequest(key, v1::CIPHER_MODE_ECB, "", "short")
+                  .status()
+                  .message(),
+              HasSubstr("the SM4 plaintext is 5 bytes"));
+  EXPECT_THAT(Sm4DecryptRequest(key, v1::CIPHER_MODE_ECB, "", "short")
+                  .status()
+                  .message(),
+              HasSubstr("the SM4 ciphertext is 5 bytes"));
 }
 
 TEST_F(ClientTest, ClientDeadlineAgainstSlowMethod) {

@@ -161,10 +161,10 @@ absl::Status ParseSm2Id(const SignFlags& flags, SignOptions& options) {
         client::kSm2DefaultId));
   }
   if (options.sm2_id.size() > client::kSm2MaxIdBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the SM2 distinguishing ID is ", options.sm2_id.size(),
-        " bytes; at most ", client::kSm2MaxIdBytes,
-        " fit its 16-bit length in bits"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the SM2 distinguishing ID is ", options.sm2_id.size(),
+                     " bytes; at most ", client::kSm2MaxIdBytes,
+                     " fit its 16-bit length in bits"));
   }
   return absl::OkStatus();
 }
@@ -392,10 +392,10 @@ absl::StatusOr<CipherOptions> ParseCipherOptions(const CipherFlags& flags) {
         }
         ASSIGN_OR_RETURN(std::string iv, ParseHex("--iv", *flags.iv_hex));
         if (iv.size() != client::kSm4BlockBytes) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "--iv is ", iv.size(), " bytes; the SM4-CBC IV is ",
-              client::kSm4BlockBytes, " bytes (", 2 * client::kSm4BlockBytes,
-              " hex digits)"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("--iv is ", iv.size(), " bytes; the SM4-CBC IV is ",
+                           client::kSm4BlockBytes, " bytes (",
+                           2 * client::kSm4BlockBytes, " hex digits)"));
         }
         sm4.set_iv(std::move(iv));
       }
@@ -567,7 +567,8 @@ std::string DescribeKeyType(const v1::Key& key) {
     case v1::KEY_TYPE_SM2:
       return "SM2";
     case v1::KEY_TYPE_SM4:
-      return key.size_bits() == 0 ? "SM4" : absl::StrCat("SM4-", key.size_bits());
+      return key.size_bits() == 0 ? "SM4"
+                                  : absl::StrCat("SM4-", key.size_bits());
     default:
       return "unknown";
   }

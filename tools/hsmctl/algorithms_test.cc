@@ -248,7 +248,9 @@ TEST(ParseSignOptionsTest, Sm2) {
   flags.id_hex = "00ff41";
   parsed = ParseSignOptions(flags);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
-  EXPECT_EQ(parsed->sm2_id, std::string("\x00\xff" "A", 3));
+  EXPECT_EQ(parsed->sm2_id, std::string("\x00\xff"
+                                        "A",
+                                        3));
   flags = Flags("sm2");
   flags.digest_input = true;
   parsed = ParseSignOptions(flags);
@@ -342,9 +344,9 @@ TEST(ParseCipherOptionsTest, Sm2AndSm4BadOptions) {
   };
   EXPECT_EQ(message("sm4", absl::nullopt, absl::nullopt),
             "--alg sm4 needs a mode: sm4-ecb or sm4-cbc");
-  EXPECT_EQ(message("sm4-ecb", "00112233445566778899aabbccddeeff",
-                    absl::nullopt),
-            "sm4-ecb takes no --iv");
+  EXPECT_EQ(
+      message("sm4-ecb", "00112233445566778899aabbccddeeff", absl::nullopt),
+      "sm4-ecb takes no --iv");
   EXPECT_EQ(message("sm4-cbc", "0011", absl::nullopt),
             "--iv is 2 bytes; the SM4-CBC IV is 16 bytes (32 hex digits)");
   EXPECT_THAT(message("sm4-cbc", "zz", absl::nullopt), HasSubstr("--iv"));

@@ -203,9 +203,9 @@ absl::StatusOr<v1::KeyRef> ParseKeyRef(absl::string_view text) {
     ref.set_key_id(absl::AsciiStrToLower(text));
     return ref;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("'", text, "' is neither a pkcs11: or sdf: URI nor a key id (",
-                   kKeyIdHexLength, " hex digits, as `hsmctl list` shows)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "'", text, "' is neither a pkcs11: or sdf: URI nor a key id (",
+      kKeyIdHexLength, " hex digits, as `hsmctl list` shows)"));
 }
 
 std::string DescribeKeyRef(const v1::KeyRef& ref) {

@@ -136,9 +136,8 @@ TEST(ParseKeyRefTest, UriAndKeyId) {
 }
 
 TEST(ParseKeyRefTest, Rejects) {
-  for (const char* bad :
-       {"ec-p256", "0123", "zz23456789abcdef0123456789abcdef", "",
-        "sdfx:device=soft0"}) {
+  for (const char* bad : {"ec-p256", "0123", "zz23456789abcdef0123456789abcdef",
+                          "", "sdfx:device=soft0"}) {
     auto parsed = ParseKeyRef(bad);
     EXPECT_FALSE(parsed.ok()) << bad;
     EXPECT_THAT(parsed.status().message(),

@@ -40,8 +40,8 @@ using ::testing::StartsWith;
 // KEY -iv IV` computes it.
 std::string OpenSslSm4Encrypt(const std::string& key, const std::string& iv,
                               const std::string& data, bool pad = true) {
-  OpenSslPtr<EVP_CIPHER, EVP_CIPHER_free> cipher(EVP_CIPHER_fetch(
-      nullptr, iv.empty() ? "SM4-ECB" : "SM4-CBC", nullptr));
+  OpenSslPtr<EVP_CIPHER, EVP_CIPHER_free> cipher(
+      EVP_CIPHER_fetch(nullptr, iv.empty() ? "SM4-ECB" : "SM4-CBC", nullptr));
   OpenSslPtr<EVP_CIPHER_CTX, EVP_CIPHER_CTX_free> ctx(EVP_CIPHER_CTX_new());
   EXPECT_EQ(EVP_EncryptInit_ex2(
                 ctx.get(), cipher.get(),
@@ -289,7 +289,8 @@ class FakeHsmd {
     EvpPkeyCtxPtr ctx(
         EVP_PKEY_CTX_new_from_pkey(nullptr, k.private_key.get(), nullptr));
     size_t len = 0;
-    const auto* in = reinterpret_cast<const unsigned char*>(req.digest().data());
+    const auto* in =
+        reinterpret_cast<const unsigned char*>(req.digest().data());
     if (EVP_PKEY_sign_init(ctx.get()) != 1 ||
         EVP_PKEY_sign(ctx.get(), nullptr, &len, in, 32) != 1) {
       return absl::InternalError("fake: sm2 sign failed");
@@ -312,8 +313,9 @@ class FakeHsmd {
                        KeyTypeName(k.key.key_type()), " (", k.key.uri(), ")"));
     }
     if (!AllowsOperation(k.key, v1::OPERATION_DECRYPT)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          k.key.uri(), " does not allow decrypt (it is the sign key at index "
+      return absl::FailedPreconditionError(
+          absl::StrCat(k.key.uri(),
+                       " does not allow decrypt (it is the sign key at index "
                        "1; use usage=enc)"));
     }
     EvpPkeyCtxPtr ctx(
@@ -360,8 +362,9 @@ class FakeHsmd {
                 : nullptr,
             encrypt ? 1 : 0, nullptr) != 1 ||
         EVP_CIPHER_CTX_set_padding(ctx.get(), 0) != 1 ||
-        EVP_CipherUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out->data()),
-                         &len, reinterpret_cast<const unsigned char*>(in.data()),
+        EVP_CipherUpdate(ctx.get(),
+                         reinterpret_cast<unsigned char*>(out->data()), &len,
+                         reinterpret_cast<const unsigned char*>(in.data()),
                          static_cast<int>(in.size())) != 1) {
       return absl::InternalError("fake: sm4 failed");
     }
@@ -935,8 +938,8 @@ TEST_F(CommandsTest, Sm2SignSendsOnlyEAndVerifies) {
   // Larger than any request hsmd accepts: only e travels.
   const std::string message(3 * 1024 * 1024, 'm');
   WriteFile(msg, message);
-  Result r = Run({"sign", Uri("sm2-sign"), "--alg", "sm2", "--in", msg, "--out",
-                  sig});
+  Result r =
+      Run({"sign", Uri("sm2-sign"), "--alg", "sm2", "--in", msg, "--out", sig});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(Hsmd().calls, ElementsAre("/hsmd.v1.KeyService/GetKey",
                                         "/hsmd.v1.KeyService/Sign"));
@@ -949,8 +952,8 @@ TEST_F(CommandsTest, Sm2SignSendsOnlyEAndVerifies) {
       OpenSslSm2Verifies(key, "1234567812345678", message, ReadFile(sig)));
 
   Hsmd().calls.clear();
-  r = Run({"verify", Uri("sm2-sign"), "--alg", "sm2", "--in", msg, "--sig",
-           sig});
+  r = Run(
+      {"verify", Uri("sm2-sign"), "--alg", "sm2", "--in", msg, "--sig", sig});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "Signature OK\n");
   EXPECT_THAT(Hsmd().calls, ElementsAre("/hsmd.v1.KeyService/GetKey"));
@@ -972,8 +975,8 @@ TEST_F(CommandsTest, Sm2SignSendsOnlyEAndVerifies) {
            absl::BytesToHexString("alice@example.com"), "--in", msg, "--sig",
            sig});
   EXPECT_EQ(r.code, 0) << r.err;
-  r = Run({"verify", Uri("sm2-sign"), "--alg", "sm2", "--in", msg, "--sig",
-           sig});
+  r = Run(
+      {"verify", Uri("sm2-sign"), "--alg", "sm2", "--in", msg, "--sig", sig});
   EXPECT_EQ(r.code, 1);
 
   // --digest-input: e from a file, no GetKey needed.
@@ -1027,8 +1030,8 @@ TEST_F(CommandsTest, Sm2WrongKeysAndBadInput) {
         "--out", "-"},
        2,
        "the SM2 distinguishing ID is empty"},
-      {{"sign", Uri("sm2-sign"), "--alg", "sm2", "--id",
-        std::string(8192, 'i'), "--in", msg, "--out", "-"},
+      {{"sign", Uri("sm2-sign"), "--alg", "sm2", "--id", std::string(8192, 'i'),
+        "--in", msg, "--out", "-"},
        2,
        "8192 bytes; at most 8191"},
       {{"sign", Uri("sm2-sign"), "--alg", "sm2", "--id", "a", "--digest-input",
@@ -1043,8 +1046,7 @@ TEST_F(CommandsTest, Sm2WrongKeysAndBadInput) {
        2,
        "sdf:device=soft0;index=1;usage=sm4 is SM4-128, a key without a "
        "public half"},
-      {{"verify", Uri("sm2-sign"), "--alg", "ecdsa", "--in", msg, "--sig",
-        msg},
+      {{"verify", Uri("sm2-sign"), "--alg", "ecdsa", "--in", msg, "--sig", msg},
        2,
        "ecdsa sha256 cannot be used with an SM2 key"},
       {{"decrypt", Uri("sm2-sign"), "--alg", "sm2", "--in", msg, "--out", "-"},
@@ -1092,13 +1094,13 @@ TEST_F(CommandsTest, Sm2EncryptAndDecrypt) {
   const std::string ct = Path("sm2.ct");
   const std::string back = Path("sm2.back");
   WriteFile(plain, "an SM2 secret");
-  Result r = Run({"encrypt", Uri("sm2-enc"), "--alg", "sm2", "--in", plain,
-                  "--out", ct});
+  Result r = Run(
+      {"encrypt", Uri("sm2-enc"), "--alg", "sm2", "--in", plain, "--out", ct});
   ASSERT_EQ(r.code, 0) << r.err;
   // Local: only the public key was fetched.
   EXPECT_THAT(Hsmd().calls, ElementsAre("/hsmd.v1.KeyService/GetKey"));
-  r = Run({"decrypt", Uri("sm2-enc"), "--alg", "sm2", "--in", ct, "--out",
-           back});
+  r = Run(
+      {"decrypt", Uri("sm2-enc"), "--alg", "sm2", "--in", ct, "--out", back});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(ReadFile(back), "an SM2 secret");
   struct stat st;
@@ -1117,14 +1119,14 @@ TEST_F(CommandsTest, Sm2EncryptAndDecrypt) {
   const auto* in = reinterpret_cast<const unsigned char*>(secret.data());
   ASSERT_EQ(EVP_PKEY_encrypt(ctx.get(), nullptr, &len, in, secret.size()), 1);
   std::string openssl_ct(len, '\0');
-  ASSERT_EQ(EVP_PKEY_encrypt(ctx.get(),
-                             reinterpret_cast<unsigned char*>(openssl_ct.data()),
-                             &len, in, secret.size()),
+  ASSERT_EQ(EVP_PKEY_encrypt(
+                ctx.get(), reinterpret_cast<unsigned char*>(openssl_ct.data()),
+                &len, in, secret.size()),
             1);
   openssl_ct.resize(len);
-  r = Run({"decrypt", Uri("sm2-enc"), "--alg", "sm2", "--in", "-", "--out",
-           "-"},
-          openssl_ct);
+  r = Run(
+      {"decrypt", Uri("sm2-enc"), "--alg", "sm2", "--in", "-", "--out", "-"},
+      openssl_ct);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, secret);
   r = Run({"--json", "encrypt", Uri("sm2-enc"), "--alg", "sm2", "--in", plain});
@@ -1158,13 +1160,13 @@ TEST_F(CommandsTest, Sm4MatchesOpenSslEnc) {
   EXPECT_EQ(ReadFile(back), message);
 
   // ECB.
-  r = Run({"encrypt", Uri("sm4"), "--alg", "sm4-ecb", "--in", plain, "--out",
-           ct});
+  r = Run(
+      {"encrypt", Uri("sm4"), "--alg", "sm4-ecb", "--in", plain, "--out", ct});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(ReadFile(ct), OpenSslSm4Encrypt(key, "", message));
   EXPECT_EQ(Hsmd().last_sm4.mode(), v1::CIPHER_MODE_ECB);
-  r = Run({"decrypt", Uri("sm4"), "--alg", "sm4-ecb", "--in", ct, "--out",
-           "-"});
+  r = Run(
+      {"decrypt", Uri("sm4"), "--alg", "sm4-ecb", "--in", ct, "--out", "-"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, message);
 
@@ -1177,8 +1179,8 @@ TEST_F(CommandsTest, Sm4MatchesOpenSslEnc) {
 
   // CBC without --iv: a random IV from the HSM, written first.
   Hsmd().calls.clear();
-  r = Run({"encrypt", Uri("sm4"), "--alg", "sm4-cbc", "--in", plain, "--out",
-           ct});
+  r = Run(
+      {"encrypt", Uri("sm4"), "--alg", "sm4-cbc", "--in", plain, "--out", ct});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(Hsmd().calls, ElementsAre("/hsmd.v1.KeyService/GenerateRandom",
                                         "/hsmd.v1.KeyService/Encrypt"));
@@ -1187,8 +1189,8 @@ TEST_F(CommandsTest, Sm4MatchesOpenSslEnc) {
   EXPECT_EQ(with_iv.substr(0, 16), std::string(16, '\x5a'));
   EXPECT_EQ(with_iv.substr(16),
             OpenSslSm4Encrypt(key, with_iv.substr(0, 16), message));
-  r = Run({"decrypt", Uri("sm4"), "--alg", "sm4-cbc", "--in", ct, "--out",
-           "-"});
+  r = Run(
+      {"decrypt", Uri("sm4"), "--alg", "sm4-cbc", "--in", ct, "--out", "-"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, message);
 

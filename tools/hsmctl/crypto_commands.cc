@@ -55,10 +55,10 @@ absl::StatusOr<v1::Key> FetchSm2Key(CommandContext& ctx, const v1::KeyRef& ref,
                                    " is ", DescribeKeyType(key)));
   }
   if (!AllowsOperation(key, op)) {
-    return UsageError(absl::StrCat(
-        what, " needs an SM2 key that allows ", OperationName(op), "; ",
-        key.uri(), " allows ", DescribeOperations(key), " (use usage=", usage,
-        ")"));
+    return UsageError(absl::StrCat(what, " needs an SM2 key that allows ",
+                                   OperationName(op), "; ", key.uri(),
+                                   " allows ", DescribeOperations(key),
+                                   " (use usage=", usage, ")"));
   }
   return key;
 }
@@ -115,8 +115,7 @@ absl::Status RunSign(CommandContext& ctx, const ParsedArgs& args) {
       // Only e = SM3(Z || M) goes to hsmd, whatever the message's size.
       ASSIGN_OR_RETURN(v1::Key key, FetchSm2Key(ctx, ref, "sm2 signing",
                                                 v1::OPERATION_SIGN, "sign"));
-      ASSIGN_OR_RETURN(EvpPkeyPtr public_key,
-                       PublicKeyOf(key));
+      ASSIGN_OR_RETURN(EvpPkeyPtr public_key, PublicKeyOf(key));
       ASSIGN_OR_RETURN(e, Sm2Digest(public_key.get(), options.sm2_id, e));
     }
     ASSIGN_OR_RETURN(request, client::Sm2SignDigestRequest(ref, std::move(e)));
@@ -155,8 +154,7 @@ absl::Status RunVerify(CommandContext& ctx, const ParsedArgs& args) {
                    ReadInput("--sig", sig_path, ctx.in()));
   // Only the public key comes from hsmd; the signature never leaves here.
   ASSIGN_OR_RETURN(v1::Key key, FetchKey(ctx, ref));
-  ASSIGN_OR_RETURN(EvpPkeyPtr public_key,
-                   PublicKeyOf(key));
+  ASSIGN_OR_RETURN(EvpPkeyPtr public_key, PublicKeyOf(key));
   ASSIGN_OR_RETURN(
       bool ok, VerifySignature(public_key.get(), options, input, signature));
   if (!ok) ctx.set_exit_code(kExitVerificationFailed);
@@ -193,16 +191,17 @@ absl::StatusOr<Sm4Result> RunSm4(CommandContext& ctx, const v1::KeyRef& ref,
       ASSIGN_OR_RETURN(v1::GenerateRandomResponse response,
                        client->GenerateRandom(random));
       if (response.data().size() != client::kSm4BlockBytes) {
-        return absl::InternalError(absl::StrCat(
-            "hsmd returned ", response.data().size(), " random bytes, not ",
-            client::kSm4BlockBytes));
+        return absl::InternalError(
+            absl::StrCat("hsmd returned ", response.data().size(),
+                         " random bytes, not ", client::kSm4BlockBytes));
       }
       iv = response.data();
       prefix = iv;
     } else {
       if (input.size() < client::kSm4BlockBytes) {
         return UsageError(absl::StrCat(
-            "the input is ", input.size(), " bytes, too short to start with "
+            "the input is ", input.size(),
+            " bytes, too short to start with "
             "the 16-byte IV (give --iv HEX if the IV is kept elsewhere)"));
       }
       iv = input.substr(0, client::kSm4BlockBytes);
@@ -217,8 +216,8 @@ absl::StatusOr<Sm4Result> RunSm4(CommandContext& ctx, const v1::KeyRef& ref,
         encrypt ? " with --padding none (leave it out for PKCS#7 padding)"
                 : " (is this SM4 ciphertext, and was it written with --iv?)"));
   }
-  ASSIGN_OR_RETURN(Sm4Result result,
-                   Sm4ThroughHsmd(*client, ref, sm4.mode(), iv, input, encrypt));
+  ASSIGN_OR_RETURN(Sm4Result result, Sm4ThroughHsmd(*client, ref, sm4.mode(),
+                                                    iv, input, encrypt));
   if (!encrypt && pad) {
     ASSIGN_OR_RETURN(result.output, Pkcs7Unpad(result.output));
   }
@@ -252,11 +251,10 @@ absl::Status RunEncrypt(CommandContext& ctx, const ParsedArgs& args) {
     } else {
       ASSIGN_OR_RETURN(key, FetchKey(ctx, ref));
     }
-    ASSIGN_OR_RETURN(EvpPkeyPtr public_key,
-                     PublicKeyOf(key));
-    ASSIGN_OR_RETURN(*response.mutable_ciphertext(),
-                     EncryptWithPublicKey(public_key.get(), options.algorithm,
-                                          plaintext));
+    ASSIGN_OR_RETURN(EvpPkeyPtr public_key, PublicKeyOf(key));
+    ASSIGN_OR_RETURN(
+        *response.mutable_ciphertext(),
+        EncryptWithPublicKey(public_key.get(), options.algorithm, plaintext));
     response.set_key_id(key.key_id());
   }
   if (out_path.has_value()) {

@@ -8,8 +8,8 @@
 #include <openssl/x509.h>
 
 #include "absl/strings/str_cat.h"
-#include "common/status_macros.h"
 #include "client_lib/client.h"
+#include "common/status_macros.h"
 #include "tools/hsmctl/exit_codes.h"
 #include "tools/hsmctl/sm2.h"
 
@@ -145,8 +145,8 @@ absl::StatusOr<bool> VerifySm2(EVP_PKEY* key, const SignOptions& options,
     // Owned by `ctx`. The ID may be set until the first input is hashed.
     EVP_PKEY_CTX* pctx = nullptr;
     if (ctx == nullptr ||
-        EVP_DigestVerifyInit_ex(ctx.get(), &pctx, "SM3", nullptr, nullptr,
-                                key, nullptr) != 1 ||
+        EVP_DigestVerifyInit_ex(ctx.get(), &pctx, "SM3", nullptr, nullptr, key,
+                                nullptr) != 1 ||
         EVP_PKEY_CTX_set1_id(pctx, options.sm2_id.data(),
                              options.sm2_id.size()) != 1) {
       return OpenSslFailure("cannot set up SM2 verification with SM3");
@@ -242,10 +242,10 @@ absl::Status CheckDigestInput(const SignOptions& options,
       break;
     case v1::SignatureAlgorithm::kSm2:
       if (input.size() != client::kSm3DigestBytes) {
-        return UsageError(absl::StrCat(
-            "--digest-input: the input is ", input.size(),
-            " bytes but sm2 takes e = SM3(Z || M), ", client::kSm3DigestBytes,
-            " bytes"));
+        return UsageError(absl::StrCat("--digest-input: the input is ",
+                                       input.size(),
+                                       " bytes but sm2 takes e = SM3(Z || M), ",
+                                       client::kSm3DigestBytes, " bytes"));
       }
       return absl::OkStatus();
     default:

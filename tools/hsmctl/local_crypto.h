@@ -43,9 +43,10 @@ absl::Status CheckDigestInput(const SignOptions& options,
                               absl::string_view input);
 
 // Verifies `signature` over `input` (the message, or the digest when
-// options.digest_input) with `public_key`. SM2 uses SM3 and options.sm2_id. Returns false when the signature
-// does not match; a usage error when the algorithm or its parameters cannot
-// be used with the key (e.g. ecdsa with an RSA key).
+// options.digest_input) with `public_key`. SM2 uses SM3 and options.sm2_id.
+// Returns false when the signature does not match; a usage error when the
+// algorithm or its parameters cannot be used with the key (e.g. ecdsa with an
+// RSA key).
 absl::StatusOr<bool> VerifySignature(EVP_PKEY* public_key,
                                      const SignOptions& options,
                                      absl::string_view input,

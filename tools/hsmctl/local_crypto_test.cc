@@ -250,10 +250,10 @@ std::string OpenSslSm2Sign(EVP_PKEY* key, const std::string& id,
   const auto* in = reinterpret_cast<const unsigned char*>(message.data());
   EXPECT_EQ(EVP_DigestSign(ctx.get(), nullptr, &len, in, message.size()), 1);
   std::string sig(len, '\0');
-  EXPECT_EQ(EVP_DigestSign(ctx.get(),
-                           reinterpret_cast<unsigned char*>(sig.data()), &len,
-                           in, message.size()),
-            1);
+  EXPECT_EQ(
+      EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()),
+                     &len, in, message.size()),
+      1);
   sig.resize(len);
   return sig;
 }
@@ -265,7 +265,8 @@ TEST(VerifySignatureTest, Sm2MessageWithDefaultAndOtherIds) {
   EXPECT_TRUE(*VerifySignature(pub.get(), Options("sm2"), kMessage, sig));
   EXPECT_FALSE(
       *VerifySignature(pub.get(), Options("sm2"), kMessage, Tampered(sig)));
-  EXPECT_FALSE(*VerifySignature(pub.get(), Options("sm2"), kMessage + ".", sig));
+  EXPECT_FALSE(
+      *VerifySignature(pub.get(), Options("sm2"), kMessage + ".", sig));
   // The ID is part of what is signed.
   EXPECT_FALSE(*VerifySignature(
       pub.get(), Options("sm2", false, absl::nullopt, "alice"), kMessage, sig));

@@ -180,7 +180,8 @@ TEST(FormatKeyDetailsTest, Sm2AndSm4Keys) {
   EXPECT_THAT(*sm2, HasSubstr("Type:         SM2\n"));
   EXPECT_THAT(*sm2, HasSubstr("Curve:        SM2\n"));
   EXPECT_THAT(*sm2, HasSubstr("Size:         256 bits\n"));
-  EXPECT_THAT(*sm2, HasSubstr("URI:          sdf:device=soft0;index=1;usage=sign"));
+  EXPECT_THAT(*sm2,
+              HasSubstr("URI:          sdf:device=soft0;index=1;usage=sign"));
   EXPECT_THAT(*sm2, HasSubstr("Public key:\n-----BEGIN PUBLIC KEY-----\n"));
   auto sm4 = FormatKeyDetails(SdfKey("sm4"));
   ASSERT_TRUE(sm4.ok()) << sm4.status();

@@ -68,17 +68,16 @@ absl::StatusOr<std::string> Sm2Z(const EVP_PKEY* public_key,
     return absl::InvalidArgumentError("the key is not an SM2 key");
   }
   if (id.size() > client::kSm2MaxIdBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the SM2 distinguishing ID is ", id.size(),
-                     " bytes; at most ", client::kSm2MaxIdBytes,
-                     " fit its 16-bit length in bits"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the SM2 distinguishing ID is ", id.size(), " bytes; at most ",
+        client::kSm2MaxIdBytes, " fit its 16-bit length in bits"));
   }
   BIGNUM* raw_x = nullptr;
   BIGNUM* raw_y = nullptr;
-  const int got_x = EVP_PKEY_get_bn_param(public_key, OSSL_PKEY_PARAM_EC_PUB_X,
-                                          &raw_x);
-  const int got_y = EVP_PKEY_get_bn_param(public_key, OSSL_PKEY_PARAM_EC_PUB_Y,
-                                          &raw_y);
+  const int got_x =
+      EVP_PKEY_get_bn_param(public_key, OSSL_PKEY_PARAM_EC_PUB_X, &raw_x);
+  const int got_y =
+      EVP_PKEY_get_bn_param(public_key, OSSL_PKEY_PARAM_EC_PUB_Y, &raw_y);
   BignumPtr x_a(raw_x);
   BignumPtr y_a(raw_y);
   if (got_x != 1 || got_y != 1) {
@@ -95,9 +94,9 @@ absl::StatusOr<std::string> Sm2Z(const EVP_PKEY* public_key,
       b == nullptr || x_g == nullptr || y_g == nullptr ||
       EC_GROUP_get_curve(group.get(), p.get(), a.get(), b.get(),
                          bn_ctx.get()) != 1 ||
-      EC_POINT_get_affine_coordinates(group.get(),
-                                      EC_GROUP_get0_generator(group.get()),
-                                      x_g.get(), y_g.get(), bn_ctx.get()) != 1) {
+      EC_POINT_get_affine_coordinates(
+          group.get(), EC_GROUP_get0_generator(group.get()), x_g.get(),
+          y_g.get(), bn_ctx.get()) != 1) {
     return OpenSslFailure("cannot read the SM2 curve parameters");
   }
   const size_t entl = id.size() * 8;

@@ -36,10 +36,10 @@ std::string SignE(EVP_PKEY* key, const std::string& e) {
   const auto* in = reinterpret_cast<const unsigned char*>(e.data());
   EXPECT_EQ(EVP_PKEY_sign(ctx.get(), nullptr, &length, in, e.size()), 1);
   std::string sig(length, '\0');
-  EXPECT_EQ(EVP_PKEY_sign(ctx.get(),
-                          reinterpret_cast<unsigned char*>(sig.data()), &length,
-                          in, e.size()),
-            1);
+  EXPECT_EQ(
+      EVP_PKEY_sign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()),
+                    &length, in, e.size()),
+      1);
   sig.resize(length);
   return sig;
 }
@@ -87,8 +87,7 @@ TEST_F(Sm2Test, DigestMatchesOpenSslWithTheDefaultAndOtherIds) {
         // OpenSSL refuses IDs of 8191 bytes (its bound is exclusive), though
         // ENTL still fits: compare one byte below the limit.
         std::string(client::kSm2MaxIdBytes - 1, 'x')}) {
-    absl::StatusOr<std::string> e =
-        Sm2Digest(public_key_.get(), id, message);
+    absl::StatusOr<std::string> e = Sm2Digest(public_key_.get(), id, message);
     ASSERT_TRUE(e.ok()) << e.status();
     ASSERT_EQ(e->size(), client::kSm3DigestBytes);
     const std::string sig = SignE(key_.get(), *e);

@@ -46,10 +46,11 @@ std::string OpenSslSm4(const std::string& key, v1::CipherMode mode,
                 &length, reinterpret_cast<const unsigned char*>(data.data()),
                 static_cast<int>(data.size())),
             1);
-  EXPECT_EQ(EVP_CipherFinal_ex(
-                ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + length,
-                &final_length),
-            1);
+  EXPECT_EQ(
+      EVP_CipherFinal_ex(ctx.get(),
+                         reinterpret_cast<unsigned char*>(out.data()) + length,
+                         &final_length),
+      1);
   out.resize(static_cast<size_t>(length + final_length));
   return out;
 }
@@ -75,9 +76,7 @@ class FakeSm4Client : public client::Client {
     const v1::Sm4Cipher& sm4 =
         encrypt
             ? static_cast<const v1::EncryptRequest&>(request).algorithm().sm4()
-            : static_cast<const v1::DecryptRequest&>(request)
-                  .algorithm()
-                  .sm4();
+            : static_cast<const v1::DecryptRequest&>(request).algorithm().sm4();
     const std::string& data =
         encrypt ? static_cast<const v1::EncryptRequest&>(request).plaintext()
                 : static_cast<const v1::DecryptRequest&>(request).ciphertext();
@@ -164,27 +163,29 @@ TEST(Sm4ThroughHsmdTest, GbT32907Vector) {
 
 TEST(Sm4ThroughHsmdTest, PiecesChainToTheOneShotResult) {
   const std::string key = Pattern(16);
-  const std::string iv = absl::HexStringToBytes(
-      "000102030405060708090a0b0c0d0e0f");
+  const std::string iv =
+      absl::HexStringToBytes("000102030405060708090a0b0c0d0e0f");
   const std::string data = Pattern(100 * 16);
   for (v1::CipherMode mode : {v1::CIPHER_MODE_CBC, v1::CIPHER_MODE_ECB}) {
     const std::string mode_iv = mode == v1::CIPHER_MODE_CBC ? iv : "";
     const std::string expected = OpenSslSm4(key, mode, mode_iv, data, true);
-    for (size_t chunk : {size_t{16}, size_t{48}, size_t{1600}, kSm4ChunkBytes}) {
+    for (size_t chunk :
+         {size_t{16}, size_t{48}, size_t{1600}, kSm4ChunkBytes}) {
       FakeSm4Client hsmd(key);
       absl::StatusOr<Sm4Result> encrypted =
           Sm4ThroughHsmd(hsmd, Sm4Key(), mode, mode_iv, data, true, chunk);
       ASSERT_TRUE(encrypted.ok()) << encrypted.status();
-      EXPECT_EQ(encrypted->output, expected) << "mode " << mode << " chunk "
-                                             << chunk;
-      EXPECT_EQ(hsmd.calls, static_cast<int>((data.size() + chunk - 1) / chunk));
+      EXPECT_EQ(encrypted->output, expected)
+          << "mode " << mode << " chunk " << chunk;
+      EXPECT_EQ(hsmd.calls,
+                static_cast<int>((data.size() + chunk - 1) / chunk));
       EXPECT_LE(hsmd.largest_piece, chunk);
 
       absl::StatusOr<Sm4Result> decrypted = Sm4ThroughHsmd(
           hsmd, Sm4Key(), mode, mode_iv, encrypted->output, false, chunk);
       ASSERT_TRUE(decrypted.ok()) << decrypted.status();
-      EXPECT_EQ(decrypted->output, data) << "mode " << mode << " chunk "
-                                         << chunk;
+      EXPECT_EQ(decrypted->output, data)
+          << "mode " << mode << " chunk " << chunk;
     }
   }
 }
@@ -212,9 +213,9 @@ TEST(Sm4ThroughHsmdTest, Errors) {
 
   // hsmd's errors come back unchanged; a wrong-sized answer is caught.
   hsmd.next_error = absl::FailedPreconditionError("not an SM4 key");
-  status = Sm4ThroughHsmd(hsmd, Sm4Key(), v1::CIPHER_MODE_ECB, "", Pattern(32),
-                          true)
-               .status();
+  status =
+      Sm4ThroughHsmd(hsmd, Sm4Key(), v1::CIPHER_MODE_ECB, "", Pattern(32), true)
+          .status();
   EXPECT_EQ(status, absl::FailedPreconditionError("not an SM4 key"));
   hsmd.truncate = true;
   status = Sm4ThroughHsmd(hsmd, Sm4Key(), v1::CIPHER_MODE_ECB, "", Pattern(32),
