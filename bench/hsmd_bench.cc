@@ -102,8 +102,8 @@ MachineInfo DescribeMachine() {
 }
 
 absl::StatusOr<KeyDirectory> ListDemoKeys(client::Client& client) {
-  // Only the SoftHSM token: the benchmark compares with in-process PKCS#11,
-  // and the demo's SDF device (soft0) has keys without a public half (SM4).
+  // The SoftHSM token's keys (the demo also serves the SDF device soft0,
+  // whose SM4 key has no public half).
   v1::ListKeysRequest request;
   request.set_uri_filter("pkcs11:token=demo");
   ASSIGN_OR_RETURN(v1::ListKeysResponse response, client.ListKeys(request));
