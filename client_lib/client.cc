@@ -300,7 +300,111 @@ absl::StatusOr<Response> TypedCall(Client& client, absl::string_view method,
   return response;
 }
 
+// The checks shared by SM4 encryption and decryption.
+absl::Status CheckSm4(absl::string_view what, v1::CipherMode mode,
+                      absl::string_view iv, size_t data_size) {
+  switch (mode) {
+    case v1::CIPHER_MODE_ECB:
+      if (!iv.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("SM4-ECB takes no IV (", iv.size(), " bytes given)"));
+      }
+      break;
+    case v1::CIPHER_MODE_CBC:
+      if (iv.size() != kSm4BlockBytes) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("the SM4-CBC IV is ", iv.size(), " bytes; it must be ",
+                         kSm4BlockBytes));
+      }
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          "SM4 needs a cipher mode: CIPHER_MODE_ECB or CIPHER_MODE_CBC");
+  }
+  if (data_size == 0 || data_size % kSm4BlockBytes != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the SM4 ", what, " is ", data_size,
+        " bytes; it must be a non-zero multiple of ", kSm4BlockBytes,
+        " (hsmd does not pad: pad first, e.g. PKCS#7)"));
+  }
+  return absl::OkStatus();
+}
+
+v1::Sm4Cipher Sm4Parameters(v1::CipherMode mode, absl::string_view iv) {
+  v1::Sm4Cipher sm4;
+  sm4.set_mode(mode);
+  sm4.set_iv(std::string(iv));
+  return sm4;
+}
+
 }  // namespace
+
+absl::StatusOr<v1::SignRequest> Sm2SignDigestRequest(v1::KeyRef key,
+                                                     std::string e) {
+  if (e.size() != kSm3DigestBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the SM2 digest e is ", e.size(), " bytes; SM3 gives ",
+                     kSm3DigestBytes));
+  }
+  v1::SignRequest request;
+  *request.mutable_key() = std::move(key);
+  request.mutable_algorithm()->mutable_sm2();
+  request.set_digest(std::move(e));
+  return request;
+}
+
+absl::StatusOr<v1::SignRequest> Sm2SignMessageRequest(
+    v1::KeyRef key, std::string message, absl::string_view distinguishing_id) {
+  if (distinguishing_id.size() > kSm2MaxIdBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the SM2 distinguishing ID is ", distinguishing_id.size(),
+        " bytes; at most ", kSm2MaxIdBytes, " fit its 16-bit length in bits"));
+  }
+  v1::SignRequest request;
+  *request.mutable_key() = std::move(key);
+  request.mutable_algorithm()->mutable_sm2()->set_distinguishing_id(
+      std::string(distinguishing_id));
+  request.set_message(std::move(message));
+  return request;
+}
+
+absl::StatusOr<v1::DecryptRequest> Sm2DecryptRequest(v1::KeyRef key,
+                                                     std::string ciphertext) {
+  if (ciphertext.empty()) {
+    return absl::InvalidArgumentError("the SM2 ciphertext is empty");
+  }
+  v1::DecryptRequest request;
+  *request.mutable_key() = std::move(key);
+  request.mutable_algorithm()->mutable_sm2();
+  request.set_ciphertext(std::move(ciphertext));
+  return request;
+}
+
+absl::StatusOr<v1::EncryptRequest> Sm4EncryptRequest(v1::KeyRef key,
+                                                     v1::CipherMode mode,
+                                                     absl::string_view iv,
+                                                     std::string plaintext) {
+  absl::Status status = CheckSm4("plaintext", mode, iv, plaintext.size());
+  if (!status.ok()) return status;
+  v1::EncryptRequest request;
+  *request.mutable_key() = std::move(key);
+  *request.mutable_algorithm()->mutable_sm4() = Sm4Parameters(mode, iv);
+  request.set_plaintext(std::move(plaintext));
+  return request;
+}
+
+absl::StatusOr<v1::DecryptRequest> Sm4DecryptRequest(v1::KeyRef key,
+                                                     v1::CipherMode mode,
+                                                     absl::string_view iv,
+                                                     std::string ciphertext) {
+  absl::Status status = CheckSm4("ciphertext", mode, iv, ciphertext.size());
+  if (!status.ok()) return status;
+  v1::DecryptRequest request;
+  *request.mutable_key() = std::move(key);
+  *request.mutable_algorithm()->mutable_sm4() = Sm4Parameters(mode, iv);
+  request.set_ciphertext(std::move(ciphertext));
+  return request;
+}
 
 absl::StatusOr<std::unique_ptr<Client>> Client::New(ClientOptions options) {
   if (options.socket_path.empty()) {
@@ -354,6 +458,12 @@ absl::StatusOr<v1::SignResponse> Client::Sign(const v1::SignRequest& request,
 absl::StatusOr<v1::DecryptResponse> Client::Decrypt(
     const v1::DecryptRequest& request, const CallOptions& options) {
   return TypedCall<v1::DecryptResponse>(*this, "/hsmd.v1.KeyService/Decrypt",
+                                        request, options);
+}
+
+absl::StatusOr<v1::EncryptResponse> Client::Encrypt(
+    const v1::EncryptRequest& request, const CallOptions& options) {
+  return TypedCall<v1::EncryptResponse>(*this, "/hsmd.v1.KeyService/Encrypt",
                                         request, options);
 }
 

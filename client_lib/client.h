@@ -88,6 +88,8 @@ class Client {
                                         const CallOptions& options = {});
   absl::StatusOr<v1::DecryptResponse> Decrypt(const v1::DecryptRequest& request,
                                               const CallOptions& options = {});
+  absl::StatusOr<v1::EncryptResponse> Encrypt(const v1::EncryptRequest& request,
+                                              const CallOptions& options = {});
   absl::StatusOr<v1::GenerateRandomResponse> GenerateRandom(
       const v1::GenerateRandomRequest& request,
       const CallOptions& options = {});
@@ -100,6 +102,54 @@ class Client {
   absl::StatusOr<v1::GetStatsResponse> GetStats(
       const v1::GetStatsRequest& request, const CallOptions& options = {});
 };
+
+// ---------------------------------------------------------------------------
+// 国密 (SM2 / SM3 / SM4) requests.
+//
+// Builders for the SM2 and SM4 forms of Sign, Decrypt and Encrypt. They check
+// what can be checked without the key (lengths, IV rules, ID size) so that a
+// mistake fails before any round trip, with the INVALID_ARGUMENT hsmd would
+// return; hsmd checks everything again.
+
+// The distinguishing ID GM/T 0009 prescribes when none is agreed; hsmd uses
+// it for an empty Sm2Signature.distinguishing_id. (OpenSSL 3.0's own default
+// is the empty ID: pass `-pkeyopt distid:1234567812345678` to its tools.)
+inline constexpr absl::string_view kSm2DefaultId = "1234567812345678";
+// ENTL, the ID's length in bits, is 16 bits wide: at most 8191 bytes.
+inline constexpr size_t kSm2MaxIdBytes = 0xffff / 8;
+// SM3 digest size, i.e. the size of SM2's e = SM3(Z || M).
+inline constexpr size_t kSm3DigestBytes = 32;
+// SM4 block, key and CBC IV size.
+inline constexpr size_t kSm4BlockBytes = 16;
+
+// Sign a precomputed e = SM3(Z || M) (exactly kSm3DigestBytes) with an SM2
+// signing key. The signature comes back DER-encoded (SEQUENCE { r, s }).
+absl::StatusOr<v1::SignRequest> Sm2SignDigestRequest(v1::KeyRef key,
+                                                     std::string e);
+
+// Sign `message`; hsmd computes Z from the key's public key and
+// `distinguishing_id` (empty: kSm2DefaultId), then e. An ID longer than
+// kSm2MaxIdBytes is INVALID_ARGUMENT.
+absl::StatusOr<v1::SignRequest> Sm2SignMessageRequest(
+    v1::KeyRef key, std::string message,
+    absl::string_view distinguishing_id = {});
+
+// Decrypt OpenSSL's SM2 ciphertext (DER SEQUENCE { x, y, hash, ciphertext })
+// with an SM2 encryption key. An empty ciphertext is INVALID_ARGUMENT.
+absl::StatusOr<v1::DecryptRequest> Sm2DecryptRequest(v1::KeyRef key,
+                                                     std::string ciphertext);
+
+// SM4 with a key held in the HSM. `mode` is CIPHER_MODE_ECB (`iv` must be
+// empty) or CIPHER_MODE_CBC (`iv` is kSm4BlockBytes). No padding: `data` must
+// be a non-empty multiple of kSm4BlockBytes.
+absl::StatusOr<v1::EncryptRequest> Sm4EncryptRequest(v1::KeyRef key,
+                                                     v1::CipherMode mode,
+                                                     absl::string_view iv,
+                                                     std::string plaintext);
+absl::StatusOr<v1::DecryptRequest> Sm4DecryptRequest(v1::KeyRef key,
+                                                     v1::CipherMode mode,
+                                                     absl::string_view iv,
+                                                     std::string ciphertext);
 
 }  // namespace hsmd::client
 

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -390,6 +391,159 @@ TEST_F(ClientTest, ServerErrorWithDetailRoundTrips) {
   EXPECT_FALSE(GetErrorDetail(not_found).has_value());
   // Errors do not cost the connection.
   EXPECT_EQ(client_->stats().connections_opened, 1u);
+}
+
+v1::KeyRef UriRef(absl::string_view uri) {
+  v1::KeyRef ref;
+  ref.set_uri(std::string(uri));
+  return ref;
+}
+
+TEST_F(ClientTest, Sm2RequestsCarryTheirParameters) {
+  const v1::KeyRef key = UriRef("sdf:device=card0;index=1;usage=sign");
+  const std::string e(kSm3DigestBytes, 'e');
+  absl::StatusOr<v1::SignRequest> digest = Sm2SignDigestRequest(key, e);
+  ASSERT_TRUE(digest.ok()) << digest.status();
+  absl::StatusOr<v1::SignResponse> signed_digest = client_->Sign(*digest);
+  ASSERT_TRUE(signed_digest.ok()) << signed_digest.status();
+  EXPECT_EQ(signed_digest->key_id(), "sm2:digest");
+  EXPECT_EQ(signed_digest->signature(), Sha256(e));
+
+  absl::StatusOr<v1::SignRequest> message =
+      Sm2SignMessageRequest(key, "a message", "alice@example.com");
+  ASSERT_TRUE(message.ok()) << message.status();
+  absl::StatusOr<v1::SignResponse> signed_message = client_->Sign(*message);
+  ASSERT_TRUE(signed_message.ok()) << signed_message.status();
+  EXPECT_EQ(signed_message->key_id(), "sm2:message:alice@example.com");
+  EXPECT_EQ(signed_message->signature(), Sha256("a message"));
+  // The default ID travels as the empty string (hsmd fills in the default).
+  message = Sm2SignMessageRequest(key, "m");
+  ASSERT_TRUE(message.ok());
+  signed_message = client_->Sign(*message);
+  ASSERT_TRUE(signed_message.ok()) << signed_message.status();
+  EXPECT_EQ(signed_message->key_id(), "sm2:message:");
+  // The largest ID ENTL can express still fits.
+  EXPECT_TRUE(
+      Sm2SignMessageRequest(key, "m", std::string(kSm2MaxIdBytes, 'i')).ok());
+
+  absl::StatusOr<v1::DecryptRequest> decrypt = Sm2DecryptRequest(
+      UriRef("sdf:device=card0;index=1;usage=enc"), "ciphertext");
+  ASSERT_TRUE(decrypt.ok()) << decrypt.status();
+  absl::StatusOr<v1::DecryptResponse> plaintext = client_->Decrypt(*decrypt);
+  ASSERT_TRUE(plaintext.ok()) << plaintext.status();
+  EXPECT_EQ(plaintext->plaintext(), "txetrehpic");
+  EXPECT_EQ(plaintext->key_id(), testing::kSm2CipherName);
+}
+
+TEST_F(ClientTest, Sm2RequestBuildersRejectBadInput) {
+  const v1::KeyRef key = UriRef("sdf:device=card0;index=1;usage=sign");
+  absl::Status status =
+      Sm2SignDigestRequest(key, std::string(31, 'e')).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(), "the SM2 digest e is 31 bytes; SM3 gives 32");
+  EXPECT_EQ(Sm2SignDigestRequest(key, "").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  status = Sm2SignMessageRequest(key, "m", std::string(kSm2MaxIdBytes + 1, 'i'))
+               .status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("8192 bytes; at most 8191"));
+  status = Sm2DecryptRequest(key, "").status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(), "the SM2 ciphertext is empty");
+}
+
+TEST_F(ClientTest, Sm4EncryptAndDecrypt) {
+  const v1::KeyRef key = UriRef("sdf:device=card0;index=2;usage=sm4");
+  const std::string iv = "0123456789abcdef";
+  const std::string data = Pattern(2 * kSm4BlockBytes);
+  std::string reversed = data;
+  std::reverse(reversed.begin(), reversed.end());
+
+  absl::StatusOr<v1::EncryptRequest> cbc =
+      Sm4EncryptRequest(key, v1::CIPHER_MODE_CBC, iv, data);
+  ASSERT_TRUE(cbc.ok()) << cbc.status();
+  absl::StatusOr<v1::EncryptResponse> encrypted = client_->Encrypt(*cbc);
+  ASSERT_TRUE(encrypted.ok()) << encrypted.status();
+  EXPECT_EQ(encrypted->ciphertext(), reversed);
+  EXPECT_EQ(
+      encrypted->key_id(),
+      absl::StrCat(testing::kSm4CbcPrefix, "30313233343536373839616263646566"));
+
+  absl::StatusOr<v1::EncryptRequest> ecb =
+      Sm4EncryptRequest(key, v1::CIPHER_MODE_ECB, "", data);
+  ASSERT_TRUE(ecb.ok()) << ecb.status();
+  encrypted = client_->Encrypt(*ecb);
+  ASSERT_TRUE(encrypted.ok()) << encrypted.status();
+  EXPECT_EQ(encrypted->key_id(), testing::kSm4EcbPrefix);
+
+  absl::StatusOr<v1::DecryptRequest> decrypt =
+      Sm4DecryptRequest(key, v1::CIPHER_MODE_CBC, iv, reversed);
+  ASSERT_TRUE(decrypt.ok()) << decrypt.status();
+  absl::StatusOr<v1::DecryptResponse> decrypted = client_->Decrypt(*decrypt);
+  ASSERT_TRUE(decrypted.ok()) << decrypted.status();
+  EXPECT_EQ(decrypted->plaintext(), data);
+  EXPECT_EQ(
+      decrypted->key_id(),
+      absl::StrCat(testing::kSm4CbcPrefix, "30313233343536373839616263646566"));
+  decrypt = Sm4DecryptRequest(key, v1::CIPHER_MODE_ECB, "", reversed);
+  ASSERT_TRUE(decrypt.ok()) << decrypt.status();
+  decrypted = client_->Decrypt(*decrypt);
+  ASSERT_TRUE(decrypted.ok()) << decrypted.status();
+  EXPECT_EQ(decrypted->key_id(), testing::kSm4EcbPrefix);
+
+  // A server error on Encrypt keeps code, message and backend detail.
+  ecb = Sm4EncryptRequest(UriRef(testing::kErrorKey), v1::CIPHER_MODE_ECB, "",
+                          data);
+  ASSERT_TRUE(ecb.ok());
+  encrypted = client_->Encrypt(*ecb);
+  ASSERT_FALSE(encrypted.ok());
+  EXPECT_EQ(encrypted.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(encrypted.status().message(), testing::kErrorMessage);
+  std::optional<v1::ErrorDetail> detail = GetErrorDetail(encrypted.status());
+  ASSERT_TRUE(detail.has_value());
+  EXPECT_EQ(detail->backend_kind(), "sdf");
+  EXPECT_EQ(detail->backend_function(), "SDF_Encrypt");
+  EXPECT_EQ(client_->stats().connections_opened, 1u);
+}
+
+TEST_F(ClientTest, Sm4RequestBuildersRejectBadInput) {
+  const v1::KeyRef key = UriRef("sdf:device=card0;index=2;usage=sm4");
+  const std::string block(kSm4BlockBytes, 'b');
+  const std::string iv(kSm4BlockBytes, 'i');
+  struct Case {
+    v1::CipherMode mode;
+    std::string iv;
+    std::string data;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {v1::CIPHER_MODE_ECB, iv, block, "SM4-ECB takes no IV (16 bytes given)"},
+      {v1::CIPHER_MODE_CBC, "", block,
+       "the SM4-CBC IV is 0 bytes; it must be 16"},
+      {v1::CIPHER_MODE_CBC, std::string(17, 'i'), block,
+       "the SM4-CBC IV is 17 bytes; it must be 16"},
+      {v1::CIPHER_MODE_UNSPECIFIED, "", block,
+       "SM4 needs a cipher mode: CIPHER_MODE_ECB or CIPHER_MODE_CBC"},
+      {v1::CIPHER_MODE_ECB, "", "", "is 0 bytes; it must be a non-zero"},
+      {v1::CIPHER_MODE_CBC, iv, std::string(17, 'x'),
+       "is 17 bytes; it must be a non-zero multiple of 16"},
+  };
+  for (const Case& c : cases) {
+    absl::Status status = Sm4EncryptRequest(key, c.mode, c.iv, c.data).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.message;
+    EXPECT_THAT(status.message(), HasSubstr(c.message));
+    status = Sm4DecryptRequest(key, c.mode, c.iv, c.data).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.message;
+    EXPECT_THAT(status.message(), HasSubstr(c.message));
+  }
+  EXPECT_THAT(Sm4EncryptRequest(key, v1::CIPHER_MODE_ECB, "", "short")
+                  .status()
+                  .message(),
+              HasSubstr("the SM4 plaintext is 5 bytes"));
+  EXPECT_THAT(Sm4DecryptRequest(key, v1::CIPHER_MODE_ECB, "", "short")
+                  .status()
+                  .message(),
+              HasSubstr("the SM4 ciphertext is 5 bytes"));
 }
 
 TEST_F(ClientTest, ClientDeadlineAgainstSlowMethod) {

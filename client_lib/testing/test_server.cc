@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -42,10 +43,34 @@ std::string Sha256(const std::string& data) {
   return std::string(reinterpret_cast<char*>(digest), length);
 }
 
+// See test_server_script.h.
+std::string DescribeSm4(const v1::Sm4Cipher& sm4) {
+  absl::string_view prefix = sm4.mode() == v1::CIPHER_MODE_ECB ? kSm4EcbPrefix
+                             : sm4.mode() == v1::CIPHER_MODE_CBC
+                                 ? kSm4CbcPrefix
+                                 : kSm4OtherPrefix;
+  return absl::StrCat(prefix, absl::BytesToHexString(sm4.iv()));
+}
+
 grpc::Status ToGrpc(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
                       std::string(status.message()),
                       StatusToRpcStatusProto(status));
+}
+
+// kErrorKey's error, as coming from a backend's `function`.
+grpc::Status ScriptedError(const std::string& backend_kind,
+                           const std::string& function,
+                           const std::string& key) {
+  absl::Status status = absl::FailedPreconditionError(kErrorMessage);
+  v1::ErrorDetail detail;
+  detail.set_backend_kind(backend_kind);
+  detail.set_backend_code_name(std::string(kErrorDetailCodeName));
+  detail.set_backend_code(kErrorDetailCode);
+  detail.set_backend_function(function);
+  detail.set_key(key);
+  SetErrorDetail(status, detail);
+  return ToGrpc(status);
 }
 
 class KeyServiceImpl final : public v1::KeyService::Service {
@@ -84,15 +109,7 @@ class KeyServiceImpl final : public v1::KeyService::Service {
     ++requests_served;
     const std::string& uri = request->key().uri();
     if (uri == kErrorKey) {
-      absl::Status status = absl::FailedPreconditionError(kErrorMessage);
-      v1::ErrorDetail detail;
-      detail.set_backend_kind("pkcs11");
-      detail.set_backend_code_name(std::string(kErrorDetailCodeName));
-      detail.set_backend_code(kErrorDetailCode);
-      detail.set_backend_function(std::string(kErrorDetailFunction));
-      detail.set_key(uri);
-      SetErrorDetail(status, detail);
-      return ToGrpc(status);
+      return ScriptedError("pkcs11", std::string(kErrorDetailFunction), uri);
     }
     if (uri == kDeadlineKey) {
       const auto deadline = context->deadline();
@@ -126,7 +143,15 @@ class KeyServiceImpl final : public v1::KeyService::Service {
     }
     response->set_signature(
         Sha256(request->has_digest() ? request->digest() : request->message()));
-    response->set_key_id(uri);
+    if (request->algorithm().has_sm2()) {
+      response->set_key_id(
+          request->has_digest()
+              ? "sm2:digest"
+              : absl::StrCat("sm2:message:",
+                             request->algorithm().sm2().distinguishing_id()));
+    } else {
+      response->set_key_id(uri);
+    }
     return grpc::Status::OK;
   }
 
@@ -137,7 +162,27 @@ class KeyServiceImpl final : public v1::KeyService::Service {
     std::string plaintext = request->ciphertext();
     std::reverse(plaintext.begin(), plaintext.end());
     response->set_plaintext(std::move(plaintext));
-    response->set_key_id(request->key().key_id());
+    if (request->algorithm().has_sm2()) {
+      response->set_key_id(std::string(kSm2CipherName));
+    } else if (request->algorithm().has_sm4()) {
+      response->set_key_id(DescribeSm4(request->algorithm().sm4()));
+    } else {
+      response->set_key_id(request->key().key_id());
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Encrypt(grpc::ServerContext* /*context*/,
+                       const v1::EncryptRequest* request,
+                       v1::EncryptResponse* response) override {
+    ++requests_served;
+    if (request->key().uri() == kErrorKey) {
+      return ScriptedError("sdf", "SDF_Encrypt", request->key().uri());
+    }
+    std::string ciphertext = request->plaintext();
+    std::reverse(ciphertext.begin(), ciphertext.end());
+    response->set_ciphertext(std::move(ciphertext));
+    response->set_key_id(DescribeSm4(request->algorithm().sm4()));
     return grpc::Status::OK;
   }
 

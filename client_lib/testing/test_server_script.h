@@ -7,10 +7,15 @@
 //   kDeadlineKey       key_id = the server's remaining deadline in ms, or
 //                      "none" without one
 //   "test:big:N"       signature = N bytes of PatternByte
-//   anything else      signature = SHA-256(message or digest), key_id = URI
+//   anything else      signature = SHA-256(message or digest), key_id = URI,
+//                      or, with an Sm2Signature, key_id = "sm2:digest" or
+//                      "sm2:message:" + distinguishing_id
 // KeyService.GenerateRandom: `length` bytes of PatternByte (no upper bound, so
 //   tests can provoke large responses).
-// KeyService.Decrypt: plaintext = ciphertext reversed.
+// KeyService.Decrypt: plaintext = ciphertext reversed; key_id = the request's
+//   key_id, or DescribeCipher() of an SM2 / SM4 algorithm.
+// KeyService.Encrypt: kErrorKey fails as for Sign (function "SDF_Encrypt");
+//   otherwise ciphertext = plaintext reversed, key_id = DescribeCipher().
 // KeyService.GetKey: NOT_FOUND for kMissingKey, else a key with that URI.
 // KeyService.ListKeys: kListedKeys keys labelled "key-0", "key-1", ...,
 //   filtered by label.
@@ -45,6 +50,13 @@ inline constexpr int kListedKeys = 3;
 // Larger than gRPC's 4 MiB default so the client's own limit is what the
 // tests exercise.
 inline constexpr int kServerMaxMessageBytes = 8 * 1024 * 1024;
+
+// How test_server reports the SM2 / SM4 parameters it received:
+// "sm2", "sm4:ecb:" / "sm4:cbc:" + the IV in hex, "sm4:unspecified:" + ...
+inline constexpr absl::string_view kSm2CipherName = "sm2";
+inline constexpr absl::string_view kSm4EcbPrefix = "sm4:ecb:";
+inline constexpr absl::string_view kSm4CbcPrefix = "sm4:cbc:";
+inline constexpr absl::string_view kSm4OtherPrefix = "sm4:unspecified:";
 
 inline char PatternByte(size_t i) {
   return static_cast<char>((i * 131 + 7) & 0xff);

@@ -10,6 +10,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "client_lib/client.h"
 #include "common/status_macros.h"
 #include "tools/hsmctl/args.h"
 
@@ -45,7 +46,7 @@ std::string Normalize(absl::string_view name) {
   return absl::StrReplaceAll(absl::AsciiStrToLower(name), {{"_", "-"}});
 }
 
-enum class Scheme { kRsaPkcs1, kRsaPss, kEcdsa, kEd25519 };
+enum class Scheme { kRsaPkcs1, kRsaPss, kEcdsa, kEd25519, kSm2 };
 
 struct SchemeName {
   const char* name;
@@ -63,11 +64,12 @@ constexpr SchemeName kSchemes[] = {
     {"ecdsa", Scheme::kEcdsa},
     {"ed25519", Scheme::kEd25519},
     {"eddsa", Scheme::kEd25519},
+    {"sm2", Scheme::kSm2},
 };
 
 constexpr absl::string_view kSchemeHelp =
-    "rsa-pkcs1, rsa-pss, ecdsa, ed25519 (optionally with a hash suffix, e.g. "
-    "rsa-pkcs1-sha256, ecdsa-sha384)";
+    "rsa-pkcs1, rsa-pss, ecdsa, ed25519, sm2 (optionally with a hash suffix, "
+    "e.g. rsa-pkcs1-sha256, ecdsa-sha384, sm2-sm3)";
 
 absl::optional<Scheme> FindScheme(absl::string_view name) {
   for (const SchemeName& s : kSchemes) {
@@ -135,6 +137,38 @@ absl::StatusOr<absl::optional<v1::HashAlgorithm>> CombinedHash(
   return absl::optional<v1::HashAlgorithm>(hash);
 }
 
+// The SM2 distinguishing ID from --id / --id-hex, or the GM/T 0009 default.
+absl::Status ParseSm2Id(const SignFlags& flags, SignOptions& options) {
+  if (flags.id.has_value() && flags.id_hex.has_value()) {
+    return absl::InvalidArgumentError("give --id or --id-hex, not both");
+  }
+  const bool given = flags.id.has_value() || flags.id_hex.has_value();
+  if (given && flags.digest_input) {
+    return absl::InvalidArgumentError(
+        "--id cannot be combined with --digest-input: the input is then "
+        "e = SM3(Z || M), and Z already contains the ID");
+  }
+  if (flags.id.has_value()) {
+    options.sm2_id = *flags.id;
+  } else if (flags.id_hex.has_value()) {
+    ASSIGN_OR_RETURN(options.sm2_id, ParseHex("--id-hex", *flags.id_hex));
+  } else {
+    options.sm2_id = std::string(client::kSm2DefaultId);
+  }
+  if (given && options.sm2_id.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the SM2 distinguishing ID is empty; leave out --id for the default ",
+        client::kSm2DefaultId));
+  }
+  if (options.sm2_id.size() > client::kSm2MaxIdBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the SM2 distinguishing ID is ", options.sm2_id.size(),
+                     " bytes; at most ", client::kSm2MaxIdBytes,
+                     " fit its 16-bit length in bits"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RequireRealHash(absl::string_view scheme, v1::HashAlgorithm hash) {
   if (hash == v1::HASH_ALGORITHM_UNSPECIFIED ||
       hash == v1::HASH_ALGORITHM_MD5_SHA1) {
@@ -189,6 +223,11 @@ absl::StatusOr<SignOptions> ParseSignOptions(const SignFlags& flags) {
   }
   if (scheme != Scheme::kRsaPss && flags.mgf1.has_value()) {
     return absl::InvalidArgumentError("--mgf1 applies only to rsa-pss");
+  }
+  if (scheme != Scheme::kSm2 &&
+      (flags.id.has_value() || flags.id_hex.has_value())) {
+    return absl::InvalidArgumentError(
+        "--id and --id-hex (the SM2 distinguishing ID) apply only to sm2");
   }
   switch (scheme) {
     case Scheme::kRsaPkcs1: {
@@ -245,6 +284,16 @@ absl::StatusOr<SignOptions> ParseSignOptions(const SignFlags& flags) {
       }
       options.algorithm.mutable_ed25519();
       break;
+    case Scheme::kSm2:
+      RETURN_IF_ERROR(ParseSm2Id(flags, options));
+      if (hash.has_value() && *hash != v1::HASH_ALGORITHM_SM3) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("sm2 signs with sm3 only, not ", HashName(*hash)));
+      }
+      // The distinguishing ID is not sent: hsmctl computes e = SM3(Z || M)
+      // itself and sends only e.
+      options.algorithm.mutable_sm2();
+      break;
   }
   return options;
 }
@@ -289,15 +338,25 @@ std::string DescribeSignatureAlgorithm(const v1::SignatureAlgorithm& alg) {
   return "(no algorithm)";
 }
 
-absl::StatusOr<v1::DecryptionAlgorithm> ParseCipherAlgorithm(
-    const CipherFlags& flags) {
+absl::StatusOr<CipherOptions> ParseCipherOptions(const CipherFlags& flags) {
   std::string name = Normalize(flags.alg);
+  CipherOptions options;
+  v1::DecryptionAlgorithm& alg = options.algorithm;
   absl::optional<v1::HashAlgorithm> alg_hash;
   bool oaep = false;
   if (name == "rsa-pkcs1" || name == "pkcs1" || name == "rsaes-pkcs1-v1-5") {
     oaep = false;
   } else if (name == "rsa-oaep" || name == "oaep" || name == "rsaes-oaep") {
     oaep = true;
+  } else if (name == "sm2") {
+    alg.mutable_sm2();
+  } else if (name == "sm4-ecb") {
+    alg.mutable_sm4()->set_mode(v1::CIPHER_MODE_ECB);
+  } else if (name == "sm4-cbc") {
+    alg.mutable_sm4()->set_mode(v1::CIPHER_MODE_CBC);
+  } else if (name == "sm4") {
+    return absl::InvalidArgumentError(
+        "--alg sm4 needs a mode: sm4-ecb or sm4-cbc");
   } else {
     for (const HashInfo& info : kHashes) {
       for (absl::string_view base : {"rsa-oaep-", "oaep-"}) {
@@ -310,18 +369,52 @@ absl::StatusOr<v1::DecryptionAlgorithm> ParseCipherAlgorithm(
     if (!alg_hash.has_value()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--alg: unknown encryption algorithm '", flags.alg,
-          "'; use rsa-pkcs1 or rsa-oaep (optionally rsa-oaep-sha256 etc.)"));
+          "'; use rsa-pkcs1, rsa-oaep (optionally rsa-oaep-sha256 etc.), sm2, "
+          "sm4-ecb or sm4-cbc"));
     }
   }
-  v1::DecryptionAlgorithm alg;
+  if (!alg.has_sm4() &&
+      (flags.iv_hex.has_value() || flags.padding.has_value())) {
+    return absl::InvalidArgumentError(
+        "--iv and --padding apply only to sm4-ecb / sm4-cbc");
+  }
   if (!oaep) {
     if (flags.hash.has_value() || flags.mgf1.has_value() ||
         flags.label_hex.has_value()) {
       return absl::InvalidArgumentError(
           "--hash, --mgf1 and --label apply only to rsa-oaep");
     }
-    alg.mutable_rsa_pkcs1();
-    return alg;
+    if (alg.has_sm4()) {
+      v1::Sm4Cipher& sm4 = *alg.mutable_sm4();
+      if (flags.iv_hex.has_value()) {
+        if (sm4.mode() == v1::CIPHER_MODE_ECB) {
+          return absl::InvalidArgumentError("sm4-ecb takes no --iv");
+        }
+        ASSIGN_OR_RETURN(std::string iv, ParseHex("--iv", *flags.iv_hex));
+        if (iv.size() != client::kSm4BlockBytes) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("--iv is ", iv.size(), " bytes; the SM4-CBC IV is ",
+                           client::kSm4BlockBytes, " bytes (",
+                           2 * client::kSm4BlockBytes, " hex digits)"));
+        }
+        sm4.set_iv(std::move(iv));
+      }
+      if (flags.padding.has_value()) {
+        const std::string padding = Normalize(*flags.padding);
+        if (padding == "pkcs7" || padding == "pkcs5") {
+          options.padding = Sm4Padding::kPkcs7;
+        } else if (padding == "none") {
+          options.padding = Sm4Padding::kNone;
+        } else {
+          return absl::InvalidArgumentError(
+              absl::StrCat("--padding: unknown padding '", *flags.padding,
+                           "'; use pkcs7 or none"));
+        }
+      }
+    } else if (!alg.has_sm2()) {
+      alg.mutable_rsa_pkcs1();
+    }
+    return options;
   }
   ASSIGN_OR_RETURN(absl::optional<v1::HashAlgorithm> hash,
                    CombinedHash(alg_hash, flags.hash));
@@ -338,7 +431,36 @@ absl::StatusOr<v1::DecryptionAlgorithm> ParseCipherAlgorithm(
     ASSIGN_OR_RETURN(std::string label, ParseHex("--label", *flags.label_hex));
     params->set_label(std::move(label));
   }
-  return alg;
+  return options;
+}
+
+absl::StatusOr<v1::DecryptionAlgorithm> ParseCipherAlgorithm(
+    const CipherFlags& flags) {
+  ASSIGN_OR_RETURN(CipherOptions options, ParseCipherOptions(flags));
+  return std::move(options.algorithm);
+}
+
+std::string DescribeCipherAlgorithm(const v1::DecryptionAlgorithm& alg) {
+  switch (alg.algorithm_case()) {
+    case v1::DecryptionAlgorithm::kRsaPkcs1:
+      return "rsa-pkcs1";
+    case v1::DecryptionAlgorithm::kRsaOaep: {
+      const v1::RsaOaepDecryption& oaep = alg.rsa_oaep();
+      return absl::StrCat(
+          "rsa-oaep ", HashName(oaep.hash()), " (mgf1 ",
+          HashName(oaep.mgf1_hash() == v1::HASH_ALGORITHM_UNSPECIFIED
+                       ? oaep.hash()
+                       : oaep.mgf1_hash()),
+          ")");
+    }
+    case v1::DecryptionAlgorithm::kSm2:
+      return "sm2";
+    case v1::DecryptionAlgorithm::kSm4:
+      return alg.sm4().mode() == v1::CIPHER_MODE_CBC ? "sm4-cbc" : "sm4-ecb";
+    case v1::DecryptionAlgorithm::ALGORITHM_NOT_SET:
+      break;
+  }
+  return "(no algorithm)";
 }
 
 absl::StatusOr<v1::KeyType> ParseKeyType(absl::string_view name) {
@@ -394,6 +516,8 @@ std::string KeyTypeName(v1::KeyType type) {
       return "Ed25519";
     case v1::KEY_TYPE_SM2:
       return "SM2";
+    case v1::KEY_TYPE_SM4:
+      return "SM4";
     default:
       return "unknown";
   }
@@ -422,6 +546,8 @@ std::string OperationName(v1::Operation op) {
       return "sign";
     case v1::OPERATION_DECRYPT:
       return "decrypt";
+    case v1::OPERATION_ENCRYPT:
+      return "encrypt";
     default:
       return "unknown";
   }
@@ -440,6 +566,9 @@ std::string DescribeKeyType(const v1::Key& key) {
       return "Ed25519";
     case v1::KEY_TYPE_SM2:
       return "SM2";
+    case v1::KEY_TYPE_SM4:
+      return key.size_bits() == 0 ? "SM4"
+                                  : absl::StrCat("SM4-", key.size_bits());
     default:
       return "unknown";
   }
@@ -451,6 +580,12 @@ std::string DescribeOperations(const v1::Key& key) {
     names.push_back(OperationName(static_cast<v1::Operation>(op)));
   }
   return names.empty() ? "-" : absl::StrJoin(names, ",");
+}
+
+bool AllowsOperation(const v1::Key& key, v1::Operation op) {
+  return std::find(key.allowed_operations().begin(),
+                   key.allowed_operations().end(),
+                   op) != key.allowed_operations().end();
 }
 
 }  // namespace hsmd::hsmctl

@@ -1,5 +1,6 @@
 #include "tools/hsmctl/algorithms.h"
 
+#include "absl/strings/escaping.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -226,6 +227,166 @@ TEST(ParseCipherAlgorithmTest, Pkcs1AndOaep) {
   bad.alg = "aes";
   EXPECT_THAT(ParseCipherAlgorithm(bad).status().message(),
               HasSubstr("unknown encryption algorithm 'aes'"));
+}
+
+TEST(ParseSignOptionsTest, Sm2) {
+  auto parsed = ParseSignOptions(Flags("sm2"));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->algorithm.has_sm2());
+  // The ID is used locally for Z; it is not sent.
+  EXPECT_EQ(parsed->algorithm.sm2().distinguishing_id(), "");
+  EXPECT_EQ(parsed->sm2_id, "1234567812345678");
+  EXPECT_EQ(DescribeSignatureAlgorithm(parsed->algorithm), "sm2 sm3");
+
+  SignFlags flags = Flags("SM2-SM3");
+  flags.id = "alice@example.com";
+  parsed = ParseSignOptions(flags);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->sm2_id, "alice@example.com");
+  flags = Flags("sm2");
+  flags.hash = "sm3";
+  flags.id_hex = "00ff41";
+  parsed = ParseSignOptions(flags);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->sm2_id, std::string("\x00\xff"
+                                        "A",
+                                        3));
+  flags = Flags("sm2");
+  flags.digest_input = true;
+  parsed = ParseSignOptions(flags);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->digest_input);
+}
+
+TEST(ParseSignOptionsTest, Sm2BadOptions) {
+  const auto message = [](SignFlags flags) {
+    absl::StatusOr<SignOptions> parsed = ParseSignOptions(flags);
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+    return std::string(parsed.status().message());
+  };
+  SignFlags flags = Flags("sm2");
+  flags.hash = "sha256";
+  EXPECT_EQ(message(flags), "sm2 signs with sm3 only, not sha256");
+  EXPECT_EQ(message(Flags("sm2-sha256")),
+            "sm2 signs with sm3 only, not sha256");
+  flags = Flags("sm2");
+  flags.id = "";
+  EXPECT_THAT(message(flags),
+              HasSubstr("the SM2 distinguishing ID is empty; leave out --id"));
+  flags.id = std::string(8192, 'i');
+  EXPECT_THAT(message(flags), HasSubstr("8192 bytes; at most 8191"));
+  flags.id = std::string(8191, 'i');
+  EXPECT_TRUE(ParseSignOptions(flags).ok());
+  flags.id_hex = "41";
+  EXPECT_EQ(message(flags), "give --id or --id-hex, not both");
+  flags = Flags("sm2");
+  flags.id_hex = "4g";
+  EXPECT_THAT(message(flags), HasSubstr("--id-hex"));
+  flags = Flags("sm2");
+  flags.id = "alice";
+  flags.digest_input = true;
+  EXPECT_THAT(message(flags),
+              HasSubstr("--id cannot be combined with --digest-input"));
+  flags = Flags("ecdsa");
+  flags.id = "alice";
+  EXPECT_THAT(message(flags), HasSubstr("apply only to sm2"));
+  flags = Flags("sm2");
+  flags.salt_len = "32";
+  EXPECT_THAT(message(flags), HasSubstr("--salt-len applies only to rsa-pss"));
+}
+
+TEST(ParseCipherOptionsTest, Sm2AndSm4) {
+  CipherFlags flags;
+  flags.alg = "sm2";
+  auto parsed = ParseCipherOptions(flags);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->algorithm.has_sm2());
+  EXPECT_EQ(DescribeCipherAlgorithm(parsed->algorithm), "sm2");
+
+  flags.alg = "SM4_CBC";
+  parsed = ParseCipherOptions(flags);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->algorithm.sm4().mode(), v1::CIPHER_MODE_CBC);
+  EXPECT_EQ(parsed->algorithm.sm4().iv(), "");
+  EXPECT_EQ(parsed->padding, Sm4Padding::kPkcs7);
+  EXPECT_EQ(DescribeCipherAlgorithm(parsed->algorithm), "sm4-cbc");
+
+  flags.iv_hex = "000102030405060708090A0B0C0D0E0F";
+  flags.padding = "none";
+  parsed = ParseCipherOptions(flags);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(absl::BytesToHexString(parsed->algorithm.sm4().iv()),
+            "000102030405060708090a0b0c0d0e0f");
+  EXPECT_EQ(parsed->padding, Sm4Padding::kNone);
+
+  CipherFlags ecb;
+  ecb.alg = "sm4-ecb";
+  ecb.padding = "pkcs7";
+  parsed = ParseCipherOptions(ecb);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->algorithm.sm4().mode(), v1::CIPHER_MODE_ECB);
+  EXPECT_EQ(DescribeCipherAlgorithm(parsed->algorithm), "sm4-ecb");
+}
+
+TEST(ParseCipherOptionsTest, Sm2AndSm4BadOptions) {
+  const auto message = [](const std::string& alg,
+                          absl::optional<std::string> iv,
+                          absl::optional<std::string> padding,
+                          absl::optional<std::string> hash = absl::nullopt) {
+    CipherFlags flags;
+    flags.alg = alg;
+    flags.iv_hex = std::move(iv);
+    flags.padding = std::move(padding);
+    flags.hash = std::move(hash);
+    absl::StatusOr<CipherOptions> parsed = ParseCipherOptions(flags);
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+    return std::string(parsed.status().message());
+  };
+  EXPECT_EQ(message("sm4", absl::nullopt, absl::nullopt),
+            "--alg sm4 needs a mode: sm4-ecb or sm4-cbc");
+  EXPECT_EQ(
+      message("sm4-ecb", "00112233445566778899aabbccddeeff", absl::nullopt),
+      "sm4-ecb takes no --iv");
+  EXPECT_EQ(message("sm4-cbc", "0011", absl::nullopt),
+            "--iv is 2 bytes; the SM4-CBC IV is 16 bytes (32 hex digits)");
+  EXPECT_THAT(message("sm4-cbc", "zz", absl::nullopt), HasSubstr("--iv"));
+  EXPECT_EQ(message("sm4-cbc", absl::nullopt, "zero"),
+            "--padding: unknown padding 'zero'; use pkcs7 or none");
+  EXPECT_EQ(message("sm2", absl::nullopt, "none"),
+            "--iv and --padding apply only to sm4-ecb / sm4-cbc");
+  EXPECT_EQ(message("rsa-oaep", "00", absl::nullopt),
+            "--iv and --padding apply only to sm4-ecb / sm4-cbc");
+  EXPECT_EQ(message("sm2", absl::nullopt, absl::nullopt, "sha256"),
+            "--hash, --mgf1 and --label apply only to rsa-oaep");
+  EXPECT_EQ(message("sm4-cbc", absl::nullopt, absl::nullopt, "sha256"),
+            "--hash, --mgf1 and --label apply only to rsa-oaep");
+  EXPECT_THAT(message("sm4-ctr", absl::nullopt, absl::nullopt),
+              HasSubstr("use rsa-pkcs1, rsa-oaep (optionally rsa-oaep-sha256 "
+                        "etc.), sm2, sm4-ecb or sm4-cbc"));
+}
+
+TEST(KeyNamesTest, Sm2AndSm4Keys) {
+  v1::Key sm2;
+  sm2.set_key_type(v1::KEY_TYPE_SM2);
+  sm2.set_curve(v1::CURVE_SM2);
+  sm2.set_size_bits(256);
+  sm2.add_allowed_operations(v1::OPERATION_SIGN);
+  EXPECT_EQ(DescribeKeyType(sm2), "SM2");
+  EXPECT_EQ(KeyTypeName(sm2.key_type()), "SM2");
+  EXPECT_EQ(CurveName(sm2.curve()), "SM2");
+  EXPECT_TRUE(AllowsOperation(sm2, v1::OPERATION_SIGN));
+  EXPECT_FALSE(AllowsOperation(sm2, v1::OPERATION_DECRYPT));
+  v1::Key sm4;
+  sm4.set_key_type(v1::KEY_TYPE_SM4);
+  sm4.set_size_bits(128);
+  sm4.add_allowed_operations(v1::OPERATION_ENCRYPT);
+  sm4.add_allowed_operations(v1::OPERATION_DECRYPT);
+  EXPECT_EQ(DescribeKeyType(sm4), "SM4-128");
+  EXPECT_EQ(KeyTypeName(sm4.key_type()), "SM4");
+  EXPECT_EQ(DescribeOperations(sm4), "encrypt,decrypt");
+  EXPECT_TRUE(AllowsOperation(sm4, v1::OPERATION_ENCRYPT));
+  sm4.set_size_bits(0);
+  EXPECT_EQ(DescribeKeyType(sm4), "SM4");
 }
 
 TEST(KeyNamesTest, ParseAndDescribe) {

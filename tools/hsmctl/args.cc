@@ -194,7 +194,8 @@ absl::StatusOr<absl::Duration> ParseTimeout(absl::string_view what,
 
 absl::StatusOr<v1::KeyRef> ParseKeyRef(absl::string_view text) {
   v1::KeyRef ref;
-  if (absl::StartsWithIgnoreCase(text, "pkcs11:")) {
+  if (absl::StartsWithIgnoreCase(text, "pkcs11:") ||
+      absl::StartsWithIgnoreCase(text, "sdf:")) {
     ref.set_uri(std::string(text));
     return ref;
   }
@@ -202,9 +203,9 @@ absl::StatusOr<v1::KeyRef> ParseKeyRef(absl::string_view text) {
     ref.set_key_id(absl::AsciiStrToLower(text));
     return ref;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("'", text, "' is neither a pkcs11: URI nor a key id (",
-                   kKeyIdHexLength, " hex digits, as `hsmctl list` shows)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "'", text, "' is neither a pkcs11: or sdf: URI nor a key id (",
+      kKeyIdHexLength, " hex digits, as `hsmctl list` shows)"));
 }
 
 std::string DescribeKeyRef(const v1::KeyRef& ref) {

@@ -75,7 +75,8 @@ absl::StatusOr<uint32_t> ParseUint(absl::string_view what,
 // must be positive.
 absl::StatusOr<absl::Duration> ParseTimeout(absl::string_view what,
                                             absl::string_view text);
-// A `pkcs11:` URI, or a key id (32 hex digits, as ListKeys returns).
+// A `pkcs11:` or `sdf:` URI (passed on as is: hsmd parses it), or a key id
+// (32 hex digits, as ListKeys returns).
 absl::StatusOr<v1::KeyRef> ParseKeyRef(absl::string_view text);
 // The key reference as the user would recognise it in messages.
 std::string DescribeKeyRef(const v1::KeyRef& ref);

@@ -123,6 +123,11 @@ TEST(ParseKeyRefTest, UriAndKeyId) {
   auto uri = ParseKeyRef("pkcs11:token=demo;object=ec-p256");
   ASSERT_TRUE(uri.ok());
   EXPECT_EQ(uri->uri(), "pkcs11:token=demo;object=ec-p256");
+  // sdf: URIs go to hsmd as they are (it parses and canonicalises them).
+  auto sdf = ParseKeyRef("SDF:device=soft0;index=1;usage=sign");
+  ASSERT_TRUE(sdf.ok());
+  EXPECT_EQ(sdf->uri(), "SDF:device=soft0;index=1;usage=sign");
+  EXPECT_EQ(DescribeKeyRef(*sdf), "SDF:device=soft0;index=1;usage=sign");
   auto id = ParseKeyRef("0123456789ABCDEF0123456789abcdef");
   ASSERT_TRUE(id.ok());
   EXPECT_EQ(id->key_id(), "0123456789abcdef0123456789abcdef");
@@ -131,12 +136,12 @@ TEST(ParseKeyRefTest, UriAndKeyId) {
 }
 
 TEST(ParseKeyRefTest, Rejects) {
-  for (const char* bad :
-       {"ec-p256", "0123", "zz23456789abcdef0123456789abcdef", ""}) {
+  for (const char* bad : {"ec-p256", "0123", "zz23456789abcdef0123456789abcdef",
+                          "", "sdfx:device=soft0"}) {
     auto parsed = ParseKeyRef(bad);
     EXPECT_FALSE(parsed.ok()) << bad;
     EXPECT_THAT(parsed.status().message(),
-                HasSubstr("neither a pkcs11: URI nor a key id"));
+                HasSubstr("neither a pkcs11: or sdf: URI nor a key id"));
   }
 }
 

@@ -22,7 +22,9 @@ enum ExitCode : int {
   kExitUsage = 2,
   // hsmd not reachable, not ready (UNAVAILABLE), or no answer in --timeout.
   kExitUnavailable = 3,
-  // hsmd answered with an error (not found, invalid argument, ...).
+  // hsmd answered with an error (not found, invalid argument, ...), or data
+  // hsmd decrypted failed hsmctl's padding check (SM4): like hsmd's own
+  // "decryption failed".
   kExitServerError = 4,
   // A local file could not be read or written.
   kExitLocalIo = 5,
@@ -37,7 +39,8 @@ inline constexpr absl::string_view kExitCodeHelp =
     "  3  hsmd unavailable: cannot connect, not ready, or no answer within\n"
     "     --timeout\n"
     "  4  hsmd returned an error (key not found, invalid argument, operation\n"
-    "     not allowed, permission denied, ...)\n"
+    "     not allowed, permission denied, ...), or SM4-decrypted data failed\n"
+    "     the padding check (\"decryption failed\")\n"
     "  5  local I/O error (cannot read or write a file)\n";
 
 // A usage error (exit code 2).

@@ -37,6 +37,11 @@ absl::Status RunShow(CommandContext& ctx, const ParsedArgs& args) {
   }
   ASSIGN_OR_RETURN(v1::Key key, FetchKey(ctx, ref));
   if (pubout.has_value()) {
+    if (key.public_key_der().empty()) {
+      return UsageError(absl::StrCat("--pubout: ", key.uri(), " is ",
+                                     DescribeKeyType(key),
+                                     ", a key without a public half"));
+    }
     ASSIGN_OR_RETURN(std::string pem, PublicKeyDerToPem(key.public_key_der()));
     RETURN_IF_ERROR(WriteOutput("--pubout", *pubout, pem, ctx.out()));
     // The PEM went to stdout: nothing else may follow it there.
@@ -178,10 +183,11 @@ std::vector<CommandSpec> KeyCommands() {
           "list",
           "[--uri FILTER] [--label LABEL]",
           "List the keys hsmd can use",
-          "FILTER is a pkcs11: URI; only keys matching all its attributes are "
-          "listed.",
+          "FILTER is a pkcs11: or sdf: URI; only keys matching all its "
+          "attributes are\nlisted (e.g. sdf:usage=sign for every SDF signing "
+          "key).",
           {
-              {"uri", "FILTER", "only keys matching this pkcs11: URI"},
+              {"uri", "FILTER", "only keys matching this pkcs11: or sdf: URI"},
               {"label", "LABEL", "only keys with this label"},
           },
           0,

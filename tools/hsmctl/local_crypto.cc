@@ -8,8 +8,10 @@
 #include <openssl/x509.h>
 
 #include "absl/strings/str_cat.h"
+#include "client_lib/client.h"
 #include "common/status_macros.h"
 #include "tools/hsmctl/exit_codes.h"
+#include "tools/hsmctl/sm2.h"
 
 namespace hsmd::hsmctl {
 namespace {
@@ -48,8 +50,10 @@ absl::StatusOr<EvpMdPtr> FetchDigest(v1::HashAlgorithm hash) {
   return md;
 }
 
-const char* KeyKindName(int base_id) {
-  switch (base_id) {
+const char* KeyKindName(const EVP_PKEY* key) {
+  // SM2 keys decoded from a SubjectPublicKeyInfo have no legacy id.
+  if (IsSm2Key(key)) return "an SM2 key";
+  switch (EVP_PKEY_get_base_id(key)) {
     case EVP_PKEY_RSA:
     case EVP_PKEY_RSA_PSS:
       return "an RSA key";
@@ -63,7 +67,7 @@ const char* KeyKindName(int base_id) {
 }
 
 absl::Status CheckKeyFits(const v1::SignatureAlgorithm& alg, EVP_PKEY* key) {
-  const int id = EVP_PKEY_get_base_id(key);
+  const int id = IsSm2Key(key) ? EVP_PKEY_SM2 : EVP_PKEY_get_base_id(key);
   bool fits = false;
   switch (alg.algorithm_case()) {
     case v1::SignatureAlgorithm::kRsaPkcs1:
@@ -79,16 +83,14 @@ absl::Status CheckKeyFits(const v1::SignatureAlgorithm& alg, EVP_PKEY* key) {
       fits = id == EVP_PKEY_ED25519;
       break;
     case v1::SignatureAlgorithm::kSm2:
-      // hsmctl has no SM2 signing syntax yet (see README "国密 / SDF").
-      return UsageError(
-          "sm2 is not supported by hsmctl's local crypto; verify with "
-          "`openssl pkeyutl -verify -rawin -digest sm3`");
+      fits = id == EVP_PKEY_SM2;
+      break;
     case v1::SignatureAlgorithm::ALGORITHM_NOT_SET:
       break;
   }
   if (!fits) {
     return UsageError(absl::StrCat(DescribeSignatureAlgorithm(alg),
-                                   " cannot be used with ", KeyKindName(id)));
+                                   " cannot be used with ", KeyKindName(key)));
   }
   return absl::OkStatus();
 }
@@ -122,6 +124,40 @@ absl::StatusOr<bool> VerifyEd25519(EVP_PKEY* key, absl::string_view message,
   return rc == 1;
 }
 
+// SM2 verification the way `openssl pkeyutl -verify -rawin -digest sm3`
+// does it: OpenSSL computes Z from the ID and e itself, so this checks
+// hsmctl's own Z (used when signing) independently.
+absl::StatusOr<bool> VerifySm2(EVP_PKEY* key, const SignOptions& options,
+                               absl::string_view input,
+                               absl::string_view signature) {
+  const auto* sig = reinterpret_cast<const unsigned char*>(signature.data());
+  const auto* in = reinterpret_cast<const unsigned char*>(input.data());
+  int rc = 0;
+  if (options.digest_input) {
+    // The input is e: verify it as is.
+    EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
+    if (ctx == nullptr || EVP_PKEY_verify_init(ctx.get()) != 1) {
+      return OpenSslFailure("cannot set up SM2 verification");
+    }
+    rc = EVP_PKEY_verify(ctx.get(), sig, signature.size(), in, input.size());
+  } else {
+    EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+    // Owned by `ctx`. The ID may be set until the first input is hashed.
+    EVP_PKEY_CTX* pctx = nullptr;
+    if (ctx == nullptr ||
+        EVP_DigestVerifyInit_ex(ctx.get(), &pctx, "SM3", nullptr, nullptr, key,
+                                nullptr) != 1 ||
+        EVP_PKEY_CTX_set1_id(pctx, options.sm2_id.data(),
+                             options.sm2_id.size()) != 1) {
+      return OpenSslFailure("cannot set up SM2 verification with SM3");
+    }
+    rc = EVP_DigestVerify(ctx.get(), sig, signature.size(), in, input.size());
+  }
+  // A malformed signature is just a non-match.
+  ERR_clear_error();
+  return rc == 1;
+}
+
 }  // namespace
 
 absl::StatusOr<EvpPkeyPtr> ParsePublicKeyDer(absl::string_view der) {
@@ -133,6 +169,14 @@ absl::StatusOr<EvpPkeyPtr> ParsePublicKeyDer(absl::string_view der) {
         "SubjectPublicKeyInfo");
   }
   return key;
+}
+
+absl::StatusOr<EvpPkeyPtr> PublicKeyOf(const v1::Key& key) {
+  if (key.public_key_der().empty()) {
+    return UsageError(absl::StrCat(key.uri(), " is ", DescribeKeyType(key),
+                                   ", a key without a public half"));
+  }
+  return ParsePublicKeyDer(key.public_key_der());
 }
 
 absl::StatusOr<std::string> PublicKeyDerToPem(absl::string_view der) {
@@ -196,6 +240,14 @@ absl::Status CheckDigestInput(const SignOptions& options,
     case v1::SignatureAlgorithm::kEcdsa:
       hash = options.algorithm.ecdsa().hash();
       break;
+    case v1::SignatureAlgorithm::kSm2:
+      if (input.size() != client::kSm3DigestBytes) {
+        return UsageError(absl::StrCat("--digest-input: the input is ",
+                                       input.size(),
+                                       " bytes but sm2 takes e = SM3(Z || M), ",
+                                       client::kSm3DigestBytes, " bytes"));
+      }
+      return absl::OkStatus();
     default:
       break;
   }
@@ -220,6 +272,7 @@ absl::StatusOr<bool> VerifySignature(EVP_PKEY* public_key,
   RETURN_IF_ERROR(CheckKeyFits(alg, public_key));
   RETURN_IF_ERROR(CheckDigestInput(options, input));
   if (alg.has_ed25519()) return VerifyEd25519(public_key, input, signature);
+  if (alg.has_sm2()) return VerifySm2(public_key, options, input, signature);
 
   v1::HashAlgorithm hash = v1::HASH_ALGORITHM_UNSPECIFIED;
   if (alg.has_rsa_pkcs1()) hash = alg.rsa_pkcs1().hash();
@@ -289,16 +342,31 @@ absl::StatusOr<bool> VerifySignature(EVP_PKEY* public_key,
 absl::StatusOr<std::string> EncryptWithPublicKey(
     EVP_PKEY* public_key, const v1::DecryptionAlgorithm& alg,
     absl::string_view plaintext) {
-  const int id = EVP_PKEY_get_base_id(public_key);
-  if (id != EVP_PKEY_RSA) {
-    return UsageError(
-        absl::StrCat("RSA encryption cannot be used with ", KeyKindName(id)));
+  if (alg.has_sm4()) {
+    return UsageError("sm4 is a symmetric cipher: it has no public key");
+  }
+  if (alg.has_sm2()) {
+    if (!IsSm2Key(public_key)) {
+      return UsageError(absl::StrCat("SM2 encryption cannot be used with ",
+                                     KeyKindName(public_key)));
+    }
+    if (plaintext.empty()) {
+      return UsageError("the plaintext is empty; SM2 encrypts 1 byte or more");
+    }
+  } else if (EVP_PKEY_get_base_id(public_key) != EVP_PKEY_RSA ||
+             IsSm2Key(public_key)) {
+    return UsageError(absl::StrCat("RSA encryption cannot be used with ",
+                                   KeyKindName(public_key)));
   }
   EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, public_key, nullptr));
   if (ctx == nullptr || EVP_PKEY_encrypt_init(ctx.get()) != 1) {
     return OpenSslFailure("cannot set up encryption");
   }
-  if (alg.has_rsa_oaep()) {
+  if (alg.has_sm2()) {
+    // OpenSSL's SM2 output is the DER SEQUENCE { x, y, hash, ciphertext }
+    // (C1 || C3 || C2) that `openssl pkeyutl -encrypt` writes and hsmd's
+    // Sm2Decryption takes.
+  } else if (alg.has_rsa_oaep()) {
     const v1::RsaOaepDecryption& oaep = alg.rsa_oaep();
     v1::HashAlgorithm mgf1 = oaep.mgf1_hash() == v1::HASH_ALGORITHM_UNSPECIFIED
                                  ? oaep.hash()

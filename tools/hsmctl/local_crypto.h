@@ -19,6 +19,10 @@ namespace hsmd::hsmctl {
 // Parses a DER SubjectPublicKeyInfo.
 absl::StatusOr<EvpPkeyPtr> ParsePublicKeyDer(absl::string_view der);
 
+// The public half of `key`; a usage error naming the key for keys without
+// one (SM4).
+absl::StatusOr<EvpPkeyPtr> PublicKeyOf(const v1::Key& key);
+
 // "-----BEGIN PUBLIC KEY-----" PEM of a DER SubjectPublicKeyInfo.
 absl::StatusOr<std::string> PublicKeyDerToPem(absl::string_view der);
 
@@ -39,15 +43,18 @@ absl::Status CheckDigestInput(const SignOptions& options,
                               absl::string_view input);
 
 // Verifies `signature` over `input` (the message, or the digest when
-// options.digest_input) with `public_key`. Returns false when the signature
-// does not match; a usage error when the algorithm or its parameters cannot
-// be used with the key (e.g. ecdsa with an RSA key).
+// options.digest_input) with `public_key`. SM2 uses SM3 and options.sm2_id.
+// Returns false when the signature does not match; a usage error when the
+// algorithm or its parameters cannot be used with the key (e.g. ecdsa with an
+// RSA key).
 absl::StatusOr<bool> VerifySignature(EVP_PKEY* public_key,
                                      const SignOptions& options,
                                      absl::string_view input,
                                      absl::string_view signature);
 
-// RSA encryption (PKCS#1 v1.5 or OAEP) with `public_key`.
+// RSA encryption (PKCS#1 v1.5 or OAEP) or SM2 encryption (OpenSSL's DER
+// ciphertext, as `openssl pkeyutl -encrypt` writes) with `public_key`. A
+// usage error when the algorithm does not fit the key.
 absl::StatusOr<std::string> EncryptWithPublicKey(
     EVP_PKEY* public_key, const v1::DecryptionAlgorithm& alg,
     absl::string_view plaintext);

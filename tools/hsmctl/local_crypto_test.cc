@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tools/hsmctl/exit_codes.h"
+#include "tools/hsmctl/sm2.h"
 
 namespace hsmd::hsmctl {
 namespace {
@@ -21,6 +22,7 @@ struct Keys {
   EvpPkeyPtr p256;
   EvpPkeyPtr p384;
   EvpPkeyPtr ed25519;
+  EvpPkeyPtr sm2;
 };
 
 const Keys& TestKeys() {
@@ -30,6 +32,7 @@ const Keys& TestKeys() {
     k->p256.reset(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
     k->p384.reset(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384"));
     k->ed25519.reset(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
+    k->sm2.reset(EVP_PKEY_Q_keygen(nullptr, nullptr, "SM2"));
     return k;
   }();
   return *keys;
@@ -88,11 +91,13 @@ std::string SignDigest(EVP_PKEY* key, const char* md_name, int padding,
 }
 
 SignOptions Options(const std::string& alg, bool digest_input = false,
-                    absl::optional<std::string> hash = absl::nullopt) {
+                    absl::optional<std::string> hash = absl::nullopt,
+                    absl::optional<std::string> id = absl::nullopt) {
   SignFlags flags;
   flags.alg = alg;
   flags.digest_input = digest_input;
   flags.hash = std::move(hash);
+  flags.id = std::move(id);
   auto parsed = ParseSignOptions(flags);
   EXPECT_TRUE(parsed.ok()) << parsed.status();
   return *parsed;
@@ -232,6 +237,80 @@ TEST(VerifySignatureTest, AlgorithmMustFitKey) {
   EXPECT_FALSE(VerifySignature(ec.get(), Options("ed25519"), "m", "s").ok());
 }
 
+// An SM2 signature by OpenSSL itself (Z and e from `id`).
+std::string OpenSslSm2Sign(EVP_PKEY* key, const std::string& id,
+                           const std::string& message) {
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  EVP_PKEY_CTX* pctx = nullptr;
+  EXPECT_EQ(EVP_DigestSignInit_ex(ctx.get(), &pctx, "SM3", nullptr, nullptr,
+                                  key, nullptr),
+            1);
+  EXPECT_EQ(EVP_PKEY_CTX_set1_id(pctx, id.data(), id.size()), 1);
+  size_t len = 0;
+  const auto* in = reinterpret_cast<const unsigned char*>(message.data());
+  EXPECT_EQ(EVP_DigestSign(ctx.get(), nullptr, &len, in, message.size()), 1);
+  std::string sig(len, '\0');
+  EXPECT_EQ(
+      EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()),
+                     &len, in, message.size()),
+      1);
+  sig.resize(len);
+  return sig;
+}
+
+TEST(VerifySignatureTest, Sm2MessageWithDefaultAndOtherIds) {
+  EVP_PKEY* priv = TestKeys().sm2.get();
+  EvpPkeyPtr pub = PublicOnly(priv);
+  const std::string sig = OpenSslSm2Sign(priv, "1234567812345678", kMessage);
+  EXPECT_TRUE(*VerifySignature(pub.get(), Options("sm2"), kMessage, sig));
+  EXPECT_FALSE(
+      *VerifySignature(pub.get(), Options("sm2"), kMessage, Tampered(sig)));
+  EXPECT_FALSE(
+      *VerifySignature(pub.get(), Options("sm2"), kMessage + ".", sig));
+  // The ID is part of what is signed.
+  EXPECT_FALSE(*VerifySignature(
+      pub.get(), Options("sm2", false, absl::nullopt, "alice"), kMessage, sig));
+  const std::string alice = OpenSslSm2Sign(priv, "alice", kMessage);
+  EXPECT_TRUE(*VerifySignature(
+      pub.get(), Options("sm2-sm3", false, "sm3", "alice"), kMessage, alice));
+  EXPECT_FALSE(*VerifySignature(pub.get(), Options("sm2"), kMessage, alice));
+  // Garbage is a mismatch, not an error.
+  EXPECT_FALSE(*VerifySignature(pub.get(), Options("sm2"), kMessage, "junk"));
+}
+
+TEST(VerifySignatureTest, Sm2DigestInput) {
+  EVP_PKEY* priv = TestKeys().sm2.get();
+  EvpPkeyPtr pub = PublicOnly(priv);
+  // e as hsmd receives it: OpenSSL's signature over the message verifies as
+  // a signature over e.
+  const std::string sig = OpenSslSm2Sign(priv, "1234567812345678", kMessage);
+  absl::StatusOr<std::string> e =
+      Sm2Digest(pub.get(), "1234567812345678", kMessage);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_TRUE(*VerifySignature(pub.get(), Options("sm2", true), *e, sig));
+  EXPECT_FALSE(
+      *VerifySignature(pub.get(), Options("sm2", true), Tampered(*e), sig));
+  absl::StatusOr<bool> short_e =
+      VerifySignature(pub.get(), Options("sm2", true), "short", sig);
+  EXPECT_EQ(ExitCodeFor(short_e.status()), kExitUsage);
+  EXPECT_THAT(short_e.status().message(),
+              HasSubstr("the input is 5 bytes but sm2 takes e = SM3(Z || M), "
+                        "32 bytes"));
+}
+
+TEST(VerifySignatureTest, Sm2OnlyWithSm2Keys) {
+  EvpPkeyPtr sm2 = PublicOnly(TestKeys().sm2.get());
+  EvpPkeyPtr ec = PublicOnly(TestKeys().p256.get());
+  auto sm2_on_ec = VerifySignature(ec.get(), Options("sm2"), "m", "s");
+  EXPECT_EQ(ExitCodeFor(sm2_on_ec.status()), kExitUsage);
+  EXPECT_THAT(sm2_on_ec.status().message(),
+              HasSubstr("sm2 sm3 cannot be used with an EC key"));
+  auto ecdsa_on_sm2 = VerifySignature(sm2.get(), Options("ecdsa"), "m", "s");
+  EXPECT_EQ(ExitCodeFor(ecdsa_on_sm2.status()), kExitUsage);
+  EXPECT_THAT(ecdsa_on_sm2.status().message(),
+              HasSubstr("ecdsa sha256 cannot be used with an SM2 key"));
+}
+
 TEST(CheckDigestInputTest, LengthMustMatchHash) {
   EXPECT_TRUE(
       CheckDigestInput(Options("ecdsa", true), std::string(32, 'd')).ok());
@@ -323,6 +402,86 @@ TEST(EncryptWithPublicKeyTest, Errors) {
   auto too_long = EncryptWithPublicKey(rsa.get(), alg, std::string(300, 'x'));
   EXPECT_EQ(ExitCodeFor(too_long.status()), kExitUsage);
   EXPECT_THAT(too_long.status().message(), HasSubstr("cannot encrypt 300"));
+}
+
+// OpenSSL's own SM2 decryption, as `openssl pkeyutl -decrypt` does it.
+std::string Sm2DecryptLocally(EVP_PKEY* key, const std::string& ciphertext) {
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
+  EXPECT_EQ(EVP_PKEY_decrypt_init(ctx.get()), 1);
+  size_t len = 0;
+  const auto* in = reinterpret_cast<const unsigned char*>(ciphertext.data());
+  if (EVP_PKEY_decrypt(ctx.get(), nullptr, &len, in, ciphertext.size()) != 1) {
+    return "<size query failed>";
+  }
+  std::string out(len, '\0');
+  if (EVP_PKEY_decrypt(ctx.get(), reinterpret_cast<unsigned char*>(out.data()),
+                       &len, in, ciphertext.size()) != 1) {
+    return "<decrypt failed>";
+  }
+  out.resize(len);
+  return out;
+}
+
+TEST(EncryptWithPublicKeyTest, Sm2RoundTripsWithPrivateKey) {
+  EVP_PKEY* priv = TestKeys().sm2.get();
+  EvpPkeyPtr pub = PublicOnly(priv);
+  CipherFlags flags;
+  flags.alg = "sm2";
+  const v1::DecryptionAlgorithm alg = *ParseCipherAlgorithm(flags);
+  for (const std::string& secret : {std::string("k"), std::string(1000, 's')}) {
+    auto ct = EncryptWithPublicKey(pub.get(), alg, secret);
+    ASSERT_TRUE(ct.ok()) << ct.status();
+    // DER SEQUENCE { x, y, hash (32), ciphertext }: C1 || C3 || C2.
+    EXPECT_EQ(static_cast<unsigned char>((*ct)[0]), 0x30);
+    EXPECT_GT(ct->size(), secret.size() + 32 + 64);
+    EXPECT_EQ(Sm2DecryptLocally(priv, *ct), secret);
+  }
+}
+
+TEST(EncryptWithPublicKeyTest, Sm2Errors) {
+  CipherFlags flags;
+  flags.alg = "sm2";
+  const v1::DecryptionAlgorithm sm2 = *ParseCipherAlgorithm(flags);
+  EvpPkeyPtr rsa = PublicOnly(TestKeys().rsa.get());
+  auto on_rsa = EncryptWithPublicKey(rsa.get(), sm2, "x");
+  EXPECT_EQ(ExitCodeFor(on_rsa.status()), kExitUsage);
+  EXPECT_THAT(on_rsa.status().message(),
+              HasSubstr("SM2 encryption cannot be used with an RSA key"));
+  EvpPkeyPtr sm2_key = PublicOnly(TestKeys().sm2.get());
+  auto empty = EncryptWithPublicKey(sm2_key.get(), sm2, "");
+  EXPECT_EQ(ExitCodeFor(empty.status()), kExitUsage);
+  EXPECT_THAT(empty.status().message(), HasSubstr("the plaintext is empty"));
+  flags.alg = "rsa-pkcs1";
+  auto rsa_on_sm2 =
+      EncryptWithPublicKey(sm2_key.get(), *ParseCipherAlgorithm(flags), "x");
+  EXPECT_EQ(ExitCodeFor(rsa_on_sm2.status()), kExitUsage);
+  EXPECT_THAT(rsa_on_sm2.status().message(),
+              HasSubstr("RSA encryption cannot be used with an SM2 key"));
+  flags.alg = "sm4-ecb";
+  auto sm4 =
+      EncryptWithPublicKey(sm2_key.get(), *ParseCipherAlgorithm(flags), "x");
+  EXPECT_EQ(ExitCodeFor(sm4.status()), kExitUsage);
+  EXPECT_THAT(sm4.status().message(), HasSubstr("sm4 is a symmetric cipher"));
+}
+
+TEST(PublicKeyOfTest, KeysWithAndWithoutPublicHalf) {
+  v1::Key sm4;
+  sm4.set_key_type(v1::KEY_TYPE_SM4);
+  sm4.set_size_bits(128);
+  sm4.set_uri("sdf:device=soft0;index=1;usage=sm4");
+  absl::StatusOr<EvpPkeyPtr> none = PublicKeyOf(sm4);
+  EXPECT_EQ(ExitCodeFor(none.status()), kExitUsage);
+  EXPECT_EQ(none.status().message(),
+            "sdf:device=soft0;index=1;usage=sm4 is SM4-128, a key without a "
+            "public half");
+  unsigned char* der = nullptr;
+  const int len = i2d_PUBKEY(TestKeys().sm2.get(), &der);
+  v1::Key sm2;
+  sm2.set_public_key_der(std::string(reinterpret_cast<char*>(der), len));
+  OPENSSL_free(der);
+  absl::StatusOr<EvpPkeyPtr> key = PublicKeyOf(sm2);
+  ASSERT_TRUE(key.ok()) << key.status();
+  EXPECT_TRUE(IsSm2Key(key->get()));
 }
 
 TEST(PublicKeyDerToPemTest, PemAndBadDer) {

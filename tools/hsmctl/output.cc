@@ -112,6 +112,10 @@ absl::StatusOr<std::string> FormatKeyDetails(const v1::Key& key) {
   AppendField(out, "Key id", key.key_id());
   AppendField(out, "Type", DescribeKeyType(key));
   AppendField(out, "Size", absl::StrCat(key.size_bits(), " bits"));
+  if (key.key_type() == v1::KEY_TYPE_SM2) {
+    // The device keeps separate signing and encryption key pairs per index.
+    AppendField(out, "Curve", CurveName(key.curve()));
+  }
   AppendField(out, "Operations", DescribeOperations(key));
   AppendField(out, "CKA_ID", HexOrDash(key.id()));
   AppendField(out, "Token", OrDash(key.token_label()));
@@ -129,8 +133,13 @@ absl::StatusOr<std::string> FormatKeyDetails(const v1::Key& key) {
                 absl::StrCat(cert.not_before, " to ", cert.not_after));
     cert_pem = std::move(cert.pem);
   }
-  ASSIGN_OR_RETURN(std::string pem, PublicKeyDerToPem(key.public_key_der()));
-  absl::StrAppend(&out, "Public key:\n", pem);
+  if (key.public_key_der().empty()) {
+    // SM4 keys (symmetric) have no public half.
+    AppendField(out, "Public key", "none (symmetric key)");
+  } else {
+    ASSIGN_OR_RETURN(std::string pem, PublicKeyDerToPem(key.public_key_der()));
+    absl::StrAppend(&out, "Public key:\n", pem);
+  }
   if (!cert_pem.empty()) absl::StrAppend(&out, "Certificate:\n", cert_pem);
   return out;
 }
@@ -178,7 +187,8 @@ std::string FormatStatus(const v1::GetStatusResponse& status) {
     if (!b.library_description().empty()) {
       absl::StrAppend(&out, " (", b.library_description(), ")");
     }
-    absl::StrAppend(&out, ", slot ", b.slot_id());
+    // SDF devices have no slots (their TOKEN column is the device name).
+    if (b.kind() != "sdf") absl::StrAppend(&out, ", slot ", b.slot_id());
     if (!b.token_serial().empty()) {
       absl::StrAppend(&out, ", serial ", b.token_serial());
     }

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "absl/strings/str_cat.h"
 #include "common/openssl_ptr.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -129,6 +130,82 @@ TEST(FormatKeyDetailsTest, AllFieldsAndPem) {
   v1::Key broken = EcKey();
   broken.set_public_key_der("junk");
   EXPECT_FALSE(FormatKeyDetails(broken).ok());
+}
+
+// A key of the software SDF device as hsmd lists it.
+v1::Key SdfKey(absl::string_view usage) {
+  v1::Key k;
+  k.set_label(absl::StrCat("sm-", usage));
+  k.set_key_id("ffeeddccbbaa99887766554433221100");
+  k.set_uri(absl::StrCat("sdf:device=soft0;index=1;usage=", usage));
+  k.set_backend("soft0");
+  k.set_token_label("soft0");
+  if (usage == "sm4") {
+    k.set_key_type(v1::KEY_TYPE_SM4);
+    k.set_size_bits(128);
+    k.add_allowed_operations(v1::OPERATION_ENCRYPT);
+    k.add_allowed_operations(v1::OPERATION_DECRYPT);
+    return k;
+  }
+  EvpPkeyPtr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "SM2"));
+  unsigned char* der = nullptr;
+  const int len = i2d_PUBKEY(key.get(), &der);
+  k.set_public_key_der(
+      std::string(reinterpret_cast<char*>(der), static_cast<size_t>(len)));
+  OPENSSL_free(der);
+  k.set_key_type(v1::KEY_TYPE_SM2);
+  k.set_size_bits(256);
+  k.set_curve(v1::CURVE_SM2);
+  k.add_allowed_operations(usage == "sign" ? v1::OPERATION_SIGN
+                                           : v1::OPERATION_DECRYPT);
+  return k;
+}
+
+TEST(FormatKeyTableTest, Sm2AndSm4Keys) {
+  v1::ListKeysResponse response;
+  *response.add_keys() = SdfKey("sign");
+  *response.add_keys() = SdfKey("enc");
+  *response.add_keys() = SdfKey("sm4");
+  const std::string table = FormatKeyTable(response);
+  EXPECT_THAT(table, HasSubstr("sm-sign  SM2      sign             "
+                               "ffeeddccbbaa99887766554433221100  "
+                               "sdf:device=soft0;index=1;usage=sign\n"));
+  EXPECT_THAT(table, HasSubstr("sm-enc   SM2      decrypt  "));
+  EXPECT_THAT(table, HasSubstr("sm-sm4   SM4-128  encrypt,decrypt  "));
+}
+
+TEST(FormatKeyDetailsTest, Sm2AndSm4Keys) {
+  auto sm2 = FormatKeyDetails(SdfKey("sign"));
+  ASSERT_TRUE(sm2.ok()) << sm2.status();
+  EXPECT_THAT(*sm2, HasSubstr("Type:         SM2\n"));
+  EXPECT_THAT(*sm2, HasSubstr("Curve:        SM2\n"));
+  EXPECT_THAT(*sm2, HasSubstr("Size:         256 bits\n"));
+  EXPECT_THAT(*sm2,
+              HasSubstr("URI:          sdf:device=soft0;index=1;usage=sign"));
+  EXPECT_THAT(*sm2, HasSubstr("Public key:\n-----BEGIN PUBLIC KEY-----\n"));
+  auto sm4 = FormatKeyDetails(SdfKey("sm4"));
+  ASSERT_TRUE(sm4.ok()) << sm4.status();
+  EXPECT_THAT(*sm4, HasSubstr("Type:         SM4-128\n"));
+  EXPECT_THAT(*sm4, HasSubstr("Operations:   encrypt,decrypt\n"));
+  EXPECT_THAT(*sm4, HasSubstr("Public key:   none (symmetric key)\n"));
+  EXPECT_THAT(*sm4, Not(HasSubstr("Curve:")));
+  EXPECT_THAT(*sm4, Not(HasSubstr("BEGIN")));
+}
+
+TEST(FormatStatusTest, SdfBackendHasNoSlot) {
+  v1::GetStatusResponse status;
+  v1::BackendStatus* b = status.add_backends();
+  b->set_name("soft0");
+  b->set_kind("sdf");
+  b->set_state(v1::BACKEND_STATE_READY);
+  b->set_token_label("soft0");
+  b->set_module_path("/usr/lib/libsoftsdf.so");
+  b->set_token_serial("2025");
+  const std::string text = FormatStatus(status);
+  EXPECT_THAT(text, HasSubstr("soft0  sdf   READY  soft0"));
+  EXPECT_THAT(text,
+              HasSubstr("soft0: module /usr/lib/libsoftsdf.so, serial 2025\n"));
+  EXPECT_THAT(text, Not(HasSubstr("slot")));
 }
 
 TEST(FormatStatusTest, BackendsAndConfig) {

@@ -42,9 +42,11 @@ std::string Tlv(uint8_t tag, absl::string_view value) {
 }  // namespace
 
 absl::StatusOr<std::string> EncodePemUriDer(absl::string_view uri) {
-  if (!absl::StartsWithIgnoreCase(uri, "pkcs11:")) {
+  // sdf: URIs use the same file format; only hsmproxy reads those.
+  if (!absl::StartsWithIgnoreCase(uri, "pkcs11:") &&
+      !absl::StartsWithIgnoreCase(uri, "sdf:")) {
     return absl::InvalidArgumentError(
-        absl::StrCat("'", uri, "' is not a pkcs11: URI"));
+        absl::StrCat("'", uri, "' is not a pkcs11: or sdf: URI"));
   }
   for (char c : uri) {
     if (c < 0x21 || c > 0x7e) {

@@ -8,7 +8,9 @@
 //   base64 of DER  SEQUENCE { desc VisibleString "PKCS#11 Provider URI v1.0",
 //                             uri  UTF8String    "pkcs11:..." }
 //   -----END PKCS#11 PROVIDER URI-----
-// Readers compare the description exactly, so it is a fixed constant.
+// Readers compare the description exactly, so it is a fixed constant. The URI
+// may also be one of hsmd's `sdf:` key URIs (hsmproxy reads those files;
+// pkcs11-provider does not).
 #ifndef HSMD_TOOLS_HSMCTL_PEM_URI_H_
 #define HSMD_TOOLS_HSMCTL_PEM_URI_H_
 
@@ -24,7 +26,7 @@ inline constexpr absl::string_view kPemUriDescription =
     "PKCS#11 Provider URI v1.0";
 
 // The DER SEQUENCE for `uri`. INVALID_ARGUMENT unless `uri` is a `pkcs11:`
-// URI of printable ASCII (RFC 7512 percent-encodes everything else).
+// or `sdf:` URI of printable ASCII (both percent-encode everything else).
 absl::StatusOr<std::string> EncodePemUriDer(absl::string_view uri);
 
 // The complete PEM text (with a trailing newline).

@@ -110,9 +110,19 @@ TEST(PemUriTest, PemArmourAndRoundTripThroughOpenSslPemReader) {
   EXPECT_EQ(DecodeWithOpenSsl(der).uri, uri);
 }
 
+TEST(PemUriTest, SdfUrisUseTheSameFormat) {
+  const std::string uri = "sdf:device=soft0;index=1;usage=sign";
+  absl::StatusOr<std::string> der = EncodePemUriDer(uri);
+  ASSERT_TRUE(der.ok()) << der.status();
+  EXPECT_EQ(DecodeWithOpenSsl(*der).uri, uri);
+  absl::StatusOr<std::string> pem = EncodePemUriFile(uri);
+  ASSERT_TRUE(pem.ok()) << pem.status();
+  EXPECT_THAT(*pem, HasSubstr("-----BEGIN PKCS#11 PROVIDER URI-----\n"));
+}
+
 TEST(PemUriTest, RejectsWhatIsNotAPkcs11Uri) {
   EXPECT_THAT(EncodePemUriDer("file:/etc/key.pem").status().message(),
-              HasSubstr("is not a pkcs11: URI"));
+              HasSubstr("is not a pkcs11: or sdf: URI"));
   EXPECT_FALSE(EncodePemUriDer("").ok());
   EXPECT_THAT(EncodePemUriDer("pkcs11:object=a b").status().message(),
               HasSubstr("percent-encode"));
