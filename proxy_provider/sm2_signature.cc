@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/optional.h"
 #include "common/openssl_ptr.h"
+#include "common/sm2.h"
 #include "common/status_macros.h"
 #include "proxy_provider/algorithms.h"
 #include "proxy_provider/debug.h"
@@ -201,9 +202,11 @@ absl::StatusOr<size_t> Sm2SignatureContext::MaxSignatureSize() const {
 
 absl::Status Sm2SignatureContext::FeedZ() {
   if (z_fed_) return absl::OkStatus();
-  ASSIGN_OR_RETURN(std::string z, Sm2Z(provider_->libctx(), key_->pkey(),
-                                       id_.has_value() ? absl::string_view(*id_)
-                                                       : kSm2DefaultId));
+  ASSIGN_OR_RETURN(
+      std::string z,
+      Sm2Z(key_->pkey(),
+           id_.has_value() ? absl::string_view(*id_) : kSm2DefaultId,
+           provider_->libctx(), kDefaultProviderQuery));
   if (EVP_DigestUpdate(digest_.get(), z.data(), z.size()) != 1) {
     return absl::InternalError("SM3 update failed");
   }

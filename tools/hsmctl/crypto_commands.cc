@@ -5,13 +5,13 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "client_lib/client.h"
+#include "common/sm2.h"
 #include "common/status_macros.h"
 #include "google/protobuf/struct.pb.h"
 #include "tools/hsmctl/algorithms.h"
 #include "tools/hsmctl/io.h"
 #include "tools/hsmctl/key_commands.h"
 #include "tools/hsmctl/local_crypto.h"
-#include "tools/hsmctl/sm2.h"
 #include "tools/hsmctl/sm4.h"
 
 namespace hsmd::hsmctl {

@@ -9,9 +9,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "client_lib/client.h"
+#include "common/sm2.h"
 #include "common/status_macros.h"
 #include "tools/hsmctl/exit_codes.h"
-#include "tools/hsmctl/sm2.h"
 
 namespace hsmd::hsmctl {
 namespace {

@@ -5,10 +5,10 @@
 #include <openssl/x509.h>
 
 #include "common/openssl_ptr.h"
+#include "common/sm2.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tools/hsmctl/exit_codes.h"
-#include "tools/hsmctl/sm2.h"
 
 namespace hsmd::hsmctl {
 namespace {

@@ -151,7 +151,7 @@ absl::StatusOr<ParsedCipher> ParseCipher(absl::string_view der) {
   if (!hash.ok()) return hash.status();
   absl::StatusOr<absl::string_view> c2 = OctetsAt(seq.get(), 3, "ciphertext");
   if (!c2.ok()) return c2.status();
-  if (hash->size() != kSm3DigestLen) {
+  if (hash->size() != kSm3DigestBytes) {
     return absl::InvalidArgumentError("SM2Cipher hash is not 32 bytes (SM3)");
   }
   if (c2->empty()) {
@@ -352,51 +352,14 @@ absl::StatusOr<EccCipherBuffer> CipherFromDer(absl::string_view der) {
 
 absl::StatusOr<std::string> Sm2Z(const ECCrefPublicKey& ref,
                                  absl::string_view id) {
-  if (id.empty() || id.size() > kSm2MaxIdLen) {
+  if (id.empty() || id.size() > kSm2MaxIdBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("SM2 ID length is ", id.size(), "; must be in [1, ",
-                     kSm2MaxIdLen, "]"));
+                     kSm2MaxIdBytes, "]"));
   }
   absl::StatusOr<EvpPkeyPtr> key = Sm2PublicKeyFromRef(ref);
   if (!key.ok()) return key.status();
-
-  EcGroupPtr group(EC_GROUP_new_by_curve_name(NID_sm2));
-  BignumPtr p(BN_new()), a(BN_new()), b(BN_new()), gx(BN_new()), gy(BN_new());
-  if (group == nullptr || p == nullptr || a == nullptr || b == nullptr ||
-      gx == nullptr || gy == nullptr ||
-      EC_GROUP_get_curve(group.get(), p.get(), a.get(), b.get(), nullptr) !=
-          1 ||
-      EC_POINT_get_affine_coordinates(group.get(),
-                                      EC_GROUP_get0_generator(group.get()),
-                                      gx.get(), gy.get(), nullptr) != 1) {
-    return absl::InternalError("cannot read the SM2 curve parameters");
-  }
-  const size_t entl_bits = id.size() * 8;
-  std::string input;
-  input.reserve(2 + id.size() + 6 * SDF_SM2_LEN);
-  input.push_back(static_cast<char>((entl_bits >> 8) & 0xff));
-  input.push_back(static_cast<char>(entl_bits & 0xff));
-  input.append(id.data(), id.size());
-  for (const BIGNUM* bn : {a.get(), b.get(), gx.get(), gy.get()}) {
-    unsigned char field[SDF_SM2_LEN];
-    if (BN_bn2binpad(bn, field, sizeof(field)) != sizeof(field)) {
-      return absl::InternalError("SM2 curve parameter exceeds 256 bits");
-    }
-    input.append(reinterpret_cast<const char*>(field), sizeof(field));
-  }
-  input.append(reinterpret_cast<const char*>(ref.x + SDF_SM2_OFFSET),
-               SDF_SM2_LEN);
-  input.append(reinterpret_cast<const char*>(ref.y + SDF_SM2_OFFSET),
-               SDF_SM2_LEN);
-  std::string z(kSm3DigestLen, '\0');
-  unsigned int z_len = 0;
-  if (EVP_Digest(input.data(), input.size(),
-                 reinterpret_cast<unsigned char*>(z.data()), &z_len, EVP_sm3(),
-                 nullptr) != 1 ||
-      z_len != kSm3DigestLen) {
-    return absl::InternalError("SM3 failed");
-  }
-  return z;
+  return hsmd::Sm2Z(key->get(), id);
 }
 
 }  // namespace hsmd::softsdf

@@ -17,15 +17,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/openssl_ptr.h"
+#include "common/sm2.h"
 #include "daemon/backend/sdf/gmt0018.h"
 
 namespace hsmd::softsdf {
-
-// The default SM2 distinguishing ID (GB/T 35276), also OpenSSL's default.
-inline constexpr char kSm2DefaultId[] = "1234567812345678";
-inline constexpr size_t kSm3DigestLen = 32;
-// ENTL is the ID's length in bits on 16 bits.
-inline constexpr size_t kSm2MaxIdLen = 8191;
 
 // An SM2 public key from the standard's structure (bits 256, coordinates
 // right-aligned); rejects other sizes and points not on the curve.
@@ -64,8 +59,8 @@ class EccCipherBuffer {
 
 absl::StatusOr<EccCipherBuffer> CipherFromDer(absl::string_view der);
 
-// Z = SM3(ENTL || ID || a || b || xG || yG || xA || yA) for the public key;
-// `id` must be 1..kSm2MaxIdLen bytes.
+// Z (common/sm2.h) for the public key in the standard's structure; `id` must
+// be 1..kSm2MaxIdBytes bytes (the device interface has no "empty ID").
 absl::StatusOr<std::string> Sm2Z(const ECCrefPublicKey& ref,
                                  absl::string_view id);
 

@@ -111,7 +111,7 @@ TEST(Sm2CodecTest, SignatureRoundTripAndZ) {
   ASSERT_TRUE(other.ok());
   EXPECT_NE(*other, *z);
   EXPECT_FALSE(Sm2Z(ref, "").ok());
-  EXPECT_FALSE(Sm2Z(ref, std::string(kSm2MaxIdLen + 1, 'a')).ok());
+  EXPECT_FALSE(Sm2Z(ref, std::string(kSm2MaxIdBytes + 1, 'a')).ok());
 }
 
 TEST(Sm2CodecTest, RejectsBadSignatures) {

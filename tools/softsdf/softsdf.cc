@@ -371,12 +371,12 @@ int SignDigest(const Call& call, EVP_PKEY* key, const unsigned char* e,
   EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
   size_t der_len = 0;
   if (ctx == nullptr || EVP_PKEY_sign_init(ctx.get()) != 1 ||
-      EVP_PKEY_sign(ctx.get(), nullptr, &der_len, e, kSm3DigestLen) != 1) {
+      EVP_PKEY_sign(ctx.get(), nullptr, &der_len, e, kSm3DigestBytes) != 1) {
     return call.Fail(SDR_SIGNERR, "OpenSSL SM2 sign setup failed");
   }
   std::string der(der_len, '\0');
   if (EVP_PKEY_sign(ctx.get(), reinterpret_cast<unsigned char*>(der.data()),
-                    &der_len, e, kSm3DigestLen) != 1) {
+                    &der_len, e, kSm3DigestBytes) != 1) {
     return call.Fail(SDR_SIGNERR, "OpenSSL SM2 sign failed");
   }
   der.resize(der_len);
@@ -396,7 +396,7 @@ int VerifyDigest(const Call& call, EVP_PKEY* key, const unsigned char* e,
   }
   if (EVP_PKEY_verify(ctx.get(),
                       reinterpret_cast<const unsigned char*>(der->data()),
-                      der->size(), e, kSm3DigestLen) != 1) {
+                      der->size(), e, kSm3DigestBytes) != 1) {
     return call.Fail(SDR_VERIFYERR, "signature does not verify");
   }
   return SDR_OK;
@@ -444,7 +444,7 @@ int CheckEncryptArgs(const Call& call, unsigned int alg,
 int CheckDigestArgs(const Call& call, const unsigned char* data,
                     unsigned int len, const void* sig, int sig_null_code) {
   if (data == nullptr) return call.Fail(SDR_INARGERR, "pucData is NULL");
-  if (len != kSm3DigestLen) {
+  if (len != kSm3DigestBytes) {
     return call.Fail(SDR_INARGERR,
                      absl::StrCat("data length ", len,
                                   "; SM2 signs a 32-byte SM3 digest e"));

@@ -201,7 +201,7 @@ absl::Status Device::ReadDevice(SdfSession& first) {
 
 absl::Status Device::SelfTest(SdfSession& first) {
   // Any 32 bytes do as e.
-  std::string e(softsdf::kSm3DigestLen, '\0');
+  std::string e(kSm3DigestBytes, '\0');
   for (size_t i = 0; i < e.size(); ++i) e[i] = static_cast<char>(0xa5 ^ i);
   for (const KeyEntry& entry : keys_.entries()) {
     if (entry.usage != KeyUsage::kSign) continue;

@@ -76,7 +76,7 @@ absl::StatusOr<std::string> Sm3(absl::string_view a, absl::string_view b) {
       EVP_DigestUpdate(ctx.get(), a.data(), a.size()) != 1 ||
       EVP_DigestUpdate(ctx.get(), b.data(), b.size()) != 1 ||
       EVP_DigestFinal_ex(ctx.get(), Bytes(out), &len) != 1 ||
-      len != softsdf::kSm3DigestLen) {
+      len != kSm3DigestBytes) {
     return absl::InternalError("SM3 is not available from OpenSSL");
   }
   out.resize(len);
@@ -116,7 +116,7 @@ absl::StatusOr<std::string> PlanSign(const KeyEntry& key,
   if (key.usage != KeyUsage::kSign) return NotAllowed(key, "signing", "sign");
   switch (request.input_case()) {
     case v1::SignRequest::kDigest:
-      if (request.digest().size() != softsdf::kSm3DigestLen) {
+      if (request.digest().size() != kSm3DigestBytes) {
         return absl::InvalidArgumentError(absl::StrCat(
             "digest is ", request.digest().size(),
             " bytes; an SM2 digest e = SM3(Z || M) is 32 (or send the "
@@ -133,14 +133,14 @@ absl::StatusOr<std::string> PlanSign(const KeyEntry& key,
     return absl::InvalidArgumentError("message is empty");
   }
   const std::string& id = request.algorithm().sm2().distinguishing_id();
-  if (id.size() > softsdf::kSm2MaxIdLen) {
+  if (id.size() > kSm2MaxIdBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("sm2 distinguishing_id is ", id.size(), " bytes; at most ",
-                     softsdf::kSm2MaxIdLen, " fit ENTL"));
+                     kSm2MaxIdBytes, " fit ENTL"));
   }
   absl::StatusOr<std::string> z = softsdf::Sm2Z(
-      key.public_key, id.empty() ? absl::string_view(softsdf::kSm2DefaultId)
-                                 : absl::string_view(id));
+      key.public_key,
+      id.empty() ? absl::string_view(kSm2DefaultId) : absl::string_view(id));
   if (!z.ok()) {
     return absl::InternalError(absl::StrCat("computing Z for ", key.key.uri(),
                                             ": ", z.status().message()));

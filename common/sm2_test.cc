@@ -1,25 +1,25 @@
-// Z and e checked against OpenSSL's own SM2: a signature over hsmctl's e
+// Z and e checked against OpenSSL's own SM2: a signature over our e
 // (made with EVP_PKEY_sign, which signs e as given) must verify with
 // EVP_DigestVerify, where OpenSSL computes Z and e itself from the ID.
-#include "tools/hsmctl/sm2.h"
+#include "common/sm2.h"
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
 #include <string>
 
 #include "absl/strings/escaping.h"
-#include "client_lib/client.h"
 #include "common/openssl_ptr.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace hsmd::hsmctl {
+namespace hsmd {
 namespace {
 
 using ::testing::HasSubstr;
 
-// The public half alone, decoded as hsmctl decodes hsmd's public_key_der.
+// The public half alone, decoded as clients decode hsmd's public_key_der.
 EvpPkeyPtr PublicHalf(EVP_PKEY* key) {
   unsigned char* der = nullptr;
   const int length = i2d_PUBKEY(key, &der);
@@ -82,14 +82,14 @@ TEST_F(Sm2Test, DecodedPublicKeysAreSm2) {
 TEST_F(Sm2Test, DigestMatchesOpenSslWithTheDefaultAndOtherIds) {
   const std::string message = "message digest";
   for (const std::string& id :
-       {std::string(client::kSm2DefaultId), std::string("alice@example.com"),
-        std::string(1, '\0'),
+       {std::string(kSm2DefaultId), std::string("alice@example.com"),
+        std::string(1, '\0'), std::string(),
         // OpenSSL refuses IDs of 8191 bytes (its bound is exclusive), though
         // ENTL still fits: compare one byte below the limit.
-        std::string(client::kSm2MaxIdBytes - 1, 'x')}) {
+        std::string(kSm2MaxIdBytes - 1, 'x')}) {
     absl::StatusOr<std::string> e = Sm2Digest(public_key_.get(), id, message);
     ASSERT_TRUE(e.ok()) << e.status();
-    ASSERT_EQ(e->size(), client::kSm3DigestBytes);
+    ASSERT_EQ(e->size(), kSm3DigestBytes);
     const std::string sig = SignE(key_.get(), *e);
     EXPECT_TRUE(OpenSslVerifies(public_key_.get(), id, message, sig))
         << "id of " << id.size() << " bytes";
@@ -98,11 +98,25 @@ TEST_F(Sm2Test, DigestMatchesOpenSslWithTheDefaultAndOtherIds) {
   }
   // An empty message is still a message.
   absl::StatusOr<std::string> e =
-      Sm2Digest(public_key_.get(), client::kSm2DefaultId, "");
+      Sm2Digest(public_key_.get(), kSm2DefaultId, "");
   ASSERT_TRUE(e.ok());
-  EXPECT_TRUE(OpenSslVerifies(public_key_.get(),
-                              std::string(client::kSm2DefaultId), "",
+  EXPECT_TRUE(OpenSslVerifies(public_key_.get(), std::string(kSm2DefaultId), "",
                               SignE(key_.get(), *e)));
+}
+
+TEST_F(Sm2Test, FetchesFromTheGivenLibraryContextAndProperties) {
+  absl::StatusOr<std::string> plain = Sm2Z(public_key_.get(), kSm2DefaultId);
+  absl::StatusOr<std::string> fetched =
+      Sm2Z(public_key_.get(), kSm2DefaultId, nullptr, "provider=default");
+  ASSERT_TRUE(plain.ok() && fetched.ok());
+  EXPECT_EQ(*plain, *fetched);
+  // No provider offers SM3 under an impossible property: a clear error, and
+  // the OpenSSL error queue is left as it was.
+  ERR_clear_error();
+  absl::StatusOr<std::string> none =
+      Sm2Z(public_key_.get(), kSm2DefaultId, nullptr, "provider=nonexistent");
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(ERR_peek_error(), 0u);
 }
 
 TEST_F(Sm2Test, ZDependsOnKeyAndId) {
@@ -115,8 +129,7 @@ TEST_F(Sm2Test, ZDependsOnKeyAndId) {
   EXPECT_NE(*z1, *z2);
   EXPECT_NE(*z1, *z3);
   EXPECT_EQ(*Sm2Z(public_key_.get(), "a"), *z1);
-  EXPECT_TRUE(
-      Sm2Z(public_key_.get(), std::string(client::kSm2MaxIdBytes, 'x')).ok());
+  EXPECT_TRUE(Sm2Z(public_key_.get(), std::string(kSm2MaxIdBytes, 'x')).ok());
 }
 
 TEST_F(Sm2Test, RejectsOtherKeysAndLongIds) {
@@ -124,11 +137,11 @@ TEST_F(Sm2Test, RejectsOtherKeysAndLongIds) {
   absl::Status status = Sm2Digest(p256.get(), "id", "m").status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(status.message(), "the key is not an SM2 key");
-  status = Sm2Z(public_key_.get(), std::string(client::kSm2MaxIdBytes + 1, 'x'))
-               .status();
+  status =
+      Sm2Z(public_key_.get(), std::string(kSm2MaxIdBytes + 1, 'x')).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("8192 bytes; at most 8191"));
 }
 
 }  // namespace
-}  // namespace hsmd::hsmctl
+}  // namespace hsmd
