@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <utility>
 
@@ -136,6 +137,7 @@ Server::Server(ServerOptions options,
   env_.draining = &draining_;
   env_.limits.max_message_bytes = limits.max_message_bytes();
   env_.limits.max_random_bytes = limits.max_random_bytes();
+  env_.limits.max_list_results = limits.max_list_results();
   env_.default_deadline = absl::Milliseconds(limits.default_deadline_ms());
   key_service_ = std::make_unique<service::KeyService>(env_);
   admin_service_ = std::make_unique<service::AdminService>(
@@ -231,6 +233,9 @@ absl::Status Server::Start() {
       static_cast<int>(limits.max_message_bytes()) + kEnvelopeBytes);
   builder.SetMaxSendMessageSize(std::max<int>(
       static_cast<int>(limits.max_message_bytes()) + kEnvelopeBytes, 4 << 20));
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONCURRENT_STREAMS,
+      static_cast<int>(limits.max_streams_per_connection()));
   // Sync server: one thread per in-flight request (PKCS#11 calls block).
   // Few pollers suit 2 cores; the thread cap bounds memory under many
   // clients, and beyond it gRPC answers RESOURCE_EXHAUSTED instead of
