@@ -42,17 +42,24 @@ constexpr const char* kServiceNames[] = {"hsmd.v1.KeyService",
 // with the call, after its status has been sent).
 class CallCountingInterceptor : public grpc::experimental::Interceptor {
  public:
-  explicit CallCountingInterceptor(InFlightCalls* calls) : calls_(calls) {
-    calls_->Add();
+  explicit CallCountingInterceptor(InFlightCalls* calls) {
+    calls->Add();
+    calls_.store(calls, std::memory_order_release);
   }
-  ~CallCountingInterceptor() override { calls_->Done(); }
+  // gRPC may destroy the interceptor on another thread than the one that
+  // created it, handing it over through its own synchronization (invisible
+  // to TSan in Debian's build); the release/acquire pair makes the
+  // hand-over explicit.
+  ~CallCountingInterceptor() override {
+    calls_.load(std::memory_order_acquire)->Done();
+  }
   void Intercept(
       grpc::experimental::InterceptorBatchMethods* methods) override {
     methods->Proceed();
   }
 
  private:
-  InFlightCalls* const calls_;
+  std::atomic<InFlightCalls*> calls_{nullptr};
 };
 
 class CallCountingFactory

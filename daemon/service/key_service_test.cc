@@ -170,10 +170,10 @@ TEST_F(FakeServiceTest, NotReadyBackendIsUnavailable) {
 }
 
 TEST_F(FakeServiceTest, LogsOneLinePerRequestWithoutSecrets) {
-  absl::Mutex mu;
+  std::mutex mu;
   std::vector<std::string> lines;
   log::SetSinkForTesting([&](absl::string_view line) {
-    absl::MutexLock lock(&mu);
+    std::lock_guard<std::mutex> lock(mu);
     lines.emplace_back(line);
   });
   v1::SignResponse response;
@@ -183,7 +183,7 @@ TEST_F(FakeServiceTest, LogsOneLinePerRequestWithoutSecrets) {
   EXPECT_FALSE(daemon_->keys().Sign(Context().get(), with_pin, &response).ok());
   log::SetSinkForTesting(nullptr);
 
-  absl::MutexLock lock(&mu);
+  std::lock_guard<std::mutex> lock(mu);
   std::vector<std::string> requests;
   for (const std::string& line : lines) {
     if (line.find("msg=request") != std::string::npos) {

@@ -125,8 +125,17 @@ TEST(ManyClientsTest, TwoHundredFiftySixClientsAreAllServedInBoundedMemory) {
     slowest = std::max(slowest, r.slowest);
   }
   const uint64_t growth = *peak > *rss_before ? *peak - *rss_before : 0;
-  EXPECT_LT(growth, kMaxGrowthBytes)
-      << "hsmd's peak RSS grew by " << growth / (1 << 20) << " MiB";
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  // Sanitizer shadow memory and per-thread state (hsmd is built the same
+  // way) swamp the daemon's own memory: only the plain build checks it.
+  constexpr bool kCheckMemory = false;
+#else
+  constexpr bool kCheckMemory = true;
+#endif
+  if (kCheckMemory) {
+    EXPECT_LT(growth, kMaxGrowthBytes)
+        << "hsmd's peak RSS grew by " << growth / (1 << 20) << " MiB";
+  }
 
   // Serves normally afterwards.
   const v1::SignRequest after = EcdsaSignRequest(kDemoEcKey, "after the storm");
