@@ -449,6 +449,12 @@ int RunHsmd(int argc, char** argv, const BackendFactory& factory) {
   pthread_kill(signal_thread.native_handle(), SIGHUP);
   signal_thread.join();
   if (shutdown_thread.joinable()) shutdown_thread.join();
+  if (raw_server->left_requests_running()) {
+    // Request threads are still blocked in the HSM and use the server:
+    // nothing may be destroyed under them. The clients already had their
+    // calls cancelled.
+    _exit(kExitOk);
+  }
   server->reset();
   return kExitOk;
 }

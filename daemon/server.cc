@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <utility>
 
@@ -30,6 +31,10 @@
 namespace hsmd {
 namespace {
 
+// After the shutdown grace: how long cancelled requests get to return
+// before the process stops waiting for them.
+constexpr absl::Duration kStuckRequestWait = absl::Seconds(1);
+
 constexpr const char* kServiceNames[] = {"hsmd.v1.KeyService",
                                          "hsmd.v1.AdminService"};
 
@@ -37,17 +42,24 @@ constexpr const char* kServiceNames[] = {"hsmd.v1.KeyService",
 // with the call, after its status has been sent).
 class CallCountingInterceptor : public grpc::experimental::Interceptor {
  public:
-  explicit CallCountingInterceptor(InFlightCalls* calls) : calls_(calls) {
-    calls_->Add();
+  explicit CallCountingInterceptor(InFlightCalls* calls) {
+    calls->Add();
+    calls_.store(calls, std::memory_order_release);
   }
-  ~CallCountingInterceptor() override { calls_->Done(); }
+  // gRPC may destroy the interceptor on another thread than the one that
+  // created it, handing it over through its own synchronization (invisible
+  // to TSan in Debian's build); the release/acquire pair makes the
+  // hand-over explicit.
+  ~CallCountingInterceptor() override {
+    calls_.load(std::memory_order_acquire)->Done();
+  }
   void Intercept(
       grpc::experimental::InterceptorBatchMethods* methods) override {
     methods->Proceed();
   }
 
  private:
-  InFlightCalls* const calls_;
+  std::atomic<InFlightCalls*> calls_{nullptr};
 };
 
 class CallCountingFactory
@@ -138,8 +150,10 @@ Server::Server(ServerOptions options,
   env_.connections = &connections_;
   env_.policy = policy_.get();
   env_.audit = audit_.output() == AuditLog::Output::kOff ? nullptr : &audit_;
+  env_.draining = &draining_;
   env_.limits.max_message_bytes = limits.max_message_bytes();
   env_.limits.max_random_bytes = limits.max_random_bytes();
+  env_.limits.max_list_results = limits.max_list_results();
   env_.default_deadline = absl::Milliseconds(limits.default_deadline_ms());
   key_service_ = std::make_unique<service::KeyService>(env_);
   admin_service_ = std::make_unique<service::AdminService>(
@@ -235,6 +249,9 @@ absl::Status Server::Start() {
       static_cast<int>(limits.max_message_bytes()) + kEnvelopeBytes);
   builder.SetMaxSendMessageSize(std::max<int>(
       static_cast<int>(limits.max_message_bytes()) + kEnvelopeBytes, 4 << 20));
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONCURRENT_STREAMS,
+      static_cast<int>(limits.max_streams_per_connection()));
   // Sync server: one thread per in-flight request (PKCS#11 calls block).
   // Few pollers suit 2 cores; the thread cap bounds memory under many
   // clients, and beyond it gRPC answers RESOURCE_EXHAUSTED instead of
@@ -419,6 +436,9 @@ void Server::Shutdown(absl::Duration grace) {
     started = started_ && grpc_server_ != nullptr;
   }
   if (started) {
+    // From here new requests are refused, also on connections gRPC has not
+    // yet told to go away.
+    draining_ = true;
     log::Info("shutting down",
               {{"grace_ms", absl::ToInt64Milliseconds(grace)}});
     Notify("STOPPING=1\nSTATUS=shutting down");
@@ -434,31 +454,55 @@ void Server::Shutdown(absl::Duration grace) {
     if (auto* health = grpc_server_->GetHealthCheckService()) {
       health->SetServingStatus(false);
     }
-    // gRPC's Shutdown(deadline) stops accepting and lets calls run until the
-    // deadline, but it also waits for every client connection to close, and
-    // idle clients (client_lib keeps connections open between calls) only
-    // notice the GOAWAY when they next call. So: wait for the calls
-    // themselves, then drop the remaining connections.
+    // First drain: the calls in flight finish while new ones (also on
+    // connections opened before) are refused by the services with
+    // UNAVAILABLE "hsmd is shutting down" (draining_). gRPC's own shutdown
+    // starts only then: a call that races its GOAWAY gets a bare CANCELLED,
+    // and it would also wait for every idle client connection to close
+    // (client_lib keeps connections open between calls; they only notice
+    // the GOAWAY when they next call). So: wait for the calls themselves,
+    // then drop the remaining connections.
     const absl::Time deadline = absl::Now() + grace;
-    absl::Notification stopped;
-    std::thread stopper([this, deadline, &stopped] {
-      grpc_server_->Shutdown(absl::ToChronoTime(deadline));
-      stopped.Notify();
-    });
     if (!in_flight_.WaitForZero(deadline)) {
       log::Warning("shutdown grace period over; cancelling requests",
                    {{"in_flight", in_flight_.count()}});
     }
+    // Shared: the stopper may outlive this frame (see below).
+    auto stopped = std::make_shared<absl::Notification>();
+    grpc::Server* grpc_server = grpc_server_.get();
+    std::thread stopper([grpc_server, stopped] {
+      grpc_server->Shutdown(std::chrono::system_clock::now());
+      stopped->Notify();
+    });
     // Repeated because the stopper may not have begun the shutdown yet.
+    // Cancelling ends the calls for their clients at once, but a request
+    // thread blocked in a backend call (a hung HSM) only returns at its
+    // deadline: past kStuckRequestWait the process goes without it.
+    const absl::Time give_up = absl::Now() + kStuckRequestWait;
     do {
       grpc_server_cancel_all_calls(grpc_server_->c_server());
-    } while (!stopped.WaitForNotificationWithTimeout(absl::Milliseconds(20)));
-    stopper.join();
-    grpc_server_->Wait();
+    } while (!stopped->WaitForNotificationWithTimeout(absl::Milliseconds(20)) &&
+             absl::Now() < give_up);
+    if (stopped->HasBeenNotified()) {
+      stopper.join();
+      grpc_server_->Wait();
+    } else {
+      log::Error(
+          "requests still blocked in a backend call after the shutdown grace "
+          "period; exiting without waiting for them",
+          {{"in_flight", in_flight_.count()}});
+      left_requests_running_ = true;
+      // The stopper and the blocked request threads keep using the gRPC
+      // server and the backends until the process exits.
+      stopper.detach();
+      (void)grpc_server_.release();
+    }
   }
-  for (const auto& b : registry_->backends()) {
-    b->Shutdown();
-    log::Info("backend shut down", {{"backend", b->name()}});
+  if (!left_requests_running_.load()) {
+    for (const auto& b : registry_->backends()) {
+      b->Shutdown();
+      log::Info("backend shut down", {{"backend", b->name()}});
+    }
   }
   if (started && socket_ != nullptr) socket_->RemoveSocket();
   if (started) log::Info("hsmd stopped");

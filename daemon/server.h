@@ -30,6 +30,7 @@
 
 #include <grpcpp/server.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -123,8 +124,16 @@ class Server {
   // Blocks until Shutdown has completed.
   void Wait();
 
-  // Thread-safe and idempotent; returns when shutdown is complete.
+  // Thread-safe and idempotent; returns when shutdown is complete. Requests
+  // still running after `grace` are cancelled; if some stay blocked in a
+  // backend call even then, Shutdown gives up on them after a short wait
+  // (see left_requests_running()).
   void Shutdown(absl::Duration grace);
+
+  // True if Shutdown ended with request threads still blocked in a backend
+  // call. The process must then exit without destroying the Server (those
+  // threads still use it): hsmd_main does so with _exit.
+  bool left_requests_running() const { return left_requests_running_.load(); }
 
   const std::string& socket_path() const { return socket_path_; }
   // The last health state published (true = SERVING).
@@ -153,10 +162,13 @@ class Server {
   service::Stats stats_;
   service::ServiceEnv env_;
   InFlightCalls in_flight_;
+  // Read by the services (ServiceEnv::draining).
+  std::atomic<bool> draining_{false};
   const absl::Time start_time_;
   std::unique_ptr<service::KeyService> key_service_;
   std::unique_ptr<service::AdminService> admin_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
+  std::atomic<bool> left_requests_running_{false};
 
   mutable std::mutex health_mu_;
   std::condition_variable health_cv_;

@@ -416,6 +416,10 @@ void ValidateLimits(const Limits& limits, Validator& v) {
                          0, 600000);
   v.CheckRange<uint32_t>("limits.max_concurrent_requests",
                          limits.max_concurrent_requests(), 8, 4096);
+  v.CheckRange<uint32_t>("limits.max_streams_per_connection",
+                         limits.max_streams_per_connection(), 1, 1024);
+  v.CheckRange<uint32_t>("limits.max_list_results", limits.max_list_results(),
+                         1, 100000);
 }
 
 void ValidateAccess(const Config& config, Validator& v) {

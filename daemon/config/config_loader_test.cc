@@ -39,6 +39,8 @@ constexpr char kGood[] = R"pb(
     max_random_bytes: 1024
     default_deadline_ms: 2000
     shutdown_grace_ms: 100
+    max_streams_per_connection: 16
+    max_list_results: 50
   }
   logging { level: DEBUG format: JSON }
 )pb";
@@ -69,6 +71,8 @@ TEST(ConfigLoaderTest, ParsesCompleteConfig) {
   EXPECT_TRUE(p.no_finalize());
   EXPECT_EQ(config->limits().max_message_bytes(), 65536u);
   EXPECT_EQ(config->limits().shutdown_grace_ms(), 100u);
+  EXPECT_EQ(config->limits().max_streams_per_connection(), 16u);
+  EXPECT_EQ(config->limits().max_list_results(), 50u);
   EXPECT_EQ(config->logging().level(), Logging::DEBUG);
   EXPECT_EQ(config->logging().format(), Logging::JSON);
 }
@@ -84,6 +88,8 @@ TEST(ConfigLoaderTest, AppliesDefaults) {
   EXPECT_EQ(config->limits().max_message_bytes(), 1048576u);
   EXPECT_EQ(config->limits().max_random_bytes(), 65536u);
   EXPECT_EQ(config->limits().default_deadline_ms(), 10000u);
+  EXPECT_EQ(config->limits().max_streams_per_connection(), 100u);
+  EXPECT_EQ(config->limits().max_list_results(), 1000u);
   EXPECT_EQ(config->logging().level(), Logging::INFO);
   EXPECT_EQ(config->logging().format(), Logging::TEXT);
 }
@@ -223,7 +229,19 @@ INSTANTIATE_TEST_SUITE_P(
             "limits.default_deadline_ms: 0 is out of range"},
         SemanticCase{
             WithBackend(kGoodBody, "limits { max_concurrent_requests: 1 }"),
-            "limits.max_concurrent_requests: 1 is out of range"}));
+            "limits.max_concurrent_requests: 1 is out of range"},
+        SemanticCase{
+            WithBackend(kGoodBody, "limits { max_streams_per_connection: 0 }"),
+            "limits.max_streams_per_connection: 0 is out of range (1..1024)"},
+        SemanticCase{
+            WithBackend(kGoodBody,
+                        "limits { max_streams_per_connection: 1025 }"),
+            "limits.max_streams_per_connection: 1025 is out of range"},
+        SemanticCase{WithBackend(kGoodBody, "limits { max_list_results: 0 }"),
+                     "limits.max_list_results: 0 is out of range (1..100000)"},
+        SemanticCase{
+            WithBackend(kGoodBody, "limits { max_list_results: 100001 }"),
+            "limits.max_list_results: 100001 is out of range"}));
 
 TEST(ConfigLoaderTest, ReportsAllSemanticErrorsAtOnce) {
   absl::StatusOr<Config> config = ParseConfig(

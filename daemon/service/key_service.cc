@@ -65,6 +65,16 @@ grpc::Status KeyService::ListKeys(grpc::ServerContext* context,
         *response->add_keys() = std::move(key);
       }
     }
+    // All or nothing: a truncated list would look complete to most callers.
+    if (static_cast<uint64_t>(response->keys_size()) >
+        env_.limits.max_list_results) {
+      const int matched = response->keys_size();
+      response->Clear();
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "ListKeys matched ", matched, " keys, more than ",
+          "limits.max_list_results (", env_.limits.max_list_results,
+          "); narrow the search with uri_filter or label"));
+    }
     return absl::OkStatus();
   }();
   return scope.Finish(std::move(status));

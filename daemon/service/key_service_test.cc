@@ -4,8 +4,12 @@
 #include <grpcpp/client_context.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -166,10 +170,10 @@ TEST_F(FakeServiceTest, NotReadyBackendIsUnavailable) {
 }
 
 TEST_F(FakeServiceTest, LogsOneLinePerRequestWithoutSecrets) {
-  absl::Mutex mu;
+  std::mutex mu;
   std::vector<std::string> lines;
   log::SetSinkForTesting([&](absl::string_view line) {
-    absl::MutexLock lock(&mu);
+    std::lock_guard<std::mutex> lock(mu);
     lines.emplace_back(line);
   });
   v1::SignResponse response;
@@ -179,7 +183,7 @@ TEST_F(FakeServiceTest, LogsOneLinePerRequestWithoutSecrets) {
   EXPECT_FALSE(daemon_->keys().Sign(Context().get(), with_pin, &response).ok());
   log::SetSinkForTesting(nullptr);
 
-  absl::MutexLock lock(&mu);
+  std::lock_guard<std::mutex> lock(mu);
   std::vector<std::string> requests;
   for (const std::string& line : lines) {
     if (line.find("msg=request") != std::string::npos) {
@@ -198,6 +202,145 @@ TEST_F(FakeServiceTest, LogsOneLinePerRequestWithoutSecrets) {
   EXPECT_THAT(requests[1], HasSubstr("status=INVALID_ARGUMENT"));
   EXPECT_THAT(requests[1], HasSubstr("pin-value=REDACTED"));
 }
+
+// limits.max_list_results: a search matching more keys than the limit
+// fails as a whole, naming the count and the limit; narrower ones work, up
+// to exactly the limit.
+TEST(ListKeysLimitTest, TooManyMatchesIsAClearErrorNotATruncatedList) {
+  auto fake = FakeBackend::New({.name = "fake", .token_label = "fake"});
+  ASSERT_TRUE(fake.ok());
+  for (const char* label : {"web", "web", "web", "db"}) {
+    v1::GenerateKeyRequest request;
+    request.set_label(label);
+    request.set_key_type(v1::KEY_TYPE_EC);
+    request.set_curve(v1::CURVE_P256);
+    ASSERT_TRUE((*fake)->GenerateKey(request, {}).ok());
+  }
+  std::vector<std::unique_ptr<backend::Backend>> backends;
+  backends.push_back(*std::move(fake));
+  config::Config config = TestConfig();
+  config.mutable_limits()->set_max_list_results(3);
+  auto daemon = TestDaemon::Start(std::move(backends), config);
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+
+  v1::ListKeysResponse response;
+  grpc::Status s = (*daemon)->keys().ListKeys(Context().get(), {}, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(s.error_message(),
+            "ListKeys matched 4 keys, more than limits.max_list_results (3); "
+            "narrow the search with uri_filter or label");
+  EXPECT_EQ(response.keys_size(), 0);
+
+  v1::ListKeysRequest web;
+  web.set_label("web");
+  s = (*daemon)->keys().ListKeys(Context().get(), web, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.keys_size(), 3);
+
+  v1::ListKeysRequest db;
+  db.set_uri_filter("pkcs11:object=db");
+  s = (*daemon)->keys().ListKeys(Context().get(), db, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.keys_size(), 1);
+}
+
+// Holds every GenerateRandom inside the fake backend until released, and
+// counts how many are inside at once.
+class Gate {
+ public:
+  void Enter() {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++inside_;
+    max_inside_ = std::max(max_inside_, inside_);
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return open_; });
+    --inside_;
+  }
+  // Waits until `n` calls are inside (false after 30 s).
+  bool WaitInside(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(30),
+                        [&] { return inside_ >= n; });
+  }
+  int inside() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return inside_;
+  }
+  int max_inside() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_inside_;
+  }
+  void Open() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int inside_ = 0;
+  int max_inside_ = 0;
+  bool open_ = false;
+};
+
+// limits.max_streams_per_connection is announced to clients: a gRPC client
+// sending 6 calls on one connection has at most that many running in the
+// daemon at once and the rest wait their turn; all complete. Without the
+// limit (the default, 100) all 6 run at once.
+class StreamLimitTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(StreamLimitTest, OneConnectionGetsAtMostTheLimitAtOnce) {
+  constexpr int kCalls = 6;
+  const int limit = GetParam();
+  auto fake = FakeBackend::New({.name = "fake", .token_label = "fake"});
+  ASSERT_TRUE(fake.ok());
+  FakeBackend* backend = fake->get();
+  std::vector<std::unique_ptr<backend::Backend>> backends;
+  backends.push_back(*std::move(fake));
+  config::Config config = TestConfig();
+  config.mutable_limits()->set_max_streams_per_connection(limit);
+  auto daemon = TestDaemon::Start(std::move(backends), config);
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+
+  v1::GenerateRandomRequest request;
+  request.set_length(8);
+  v1::GenerateRandomResponse response;
+  // Connected (and the server's SETTINGS received) before the burst.
+  ASSERT_TRUE((*daemon)
+                  ->keys()
+                  .GenerateRandom(Context().get(), request, &response)
+                  .ok());
+  Gate gate;
+  backend->SetCallHook([&gate](absl::string_view method) {
+    if (method == "GenerateRandom") gate.Enter();
+  });
+  std::vector<grpc::Status> results(kCalls);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCalls; ++i) {
+    threads.emplace_back([&, i] {
+      v1::GenerateRandomResponse r;
+      results[i] =
+          (*daemon)->keys().GenerateRandom(Context().get(), request, &r);
+    });
+  }
+  const int expected = std::min(limit, kCalls);
+  EXPECT_TRUE(gate.WaitInside(expected));
+  if (limit < kCalls) {
+    // Give a call beyond the limit every chance to arrive; none may.
+    absl::SleepFor(absl::Milliseconds(300));
+    EXPECT_EQ(gate.inside(), limit);
+  }
+  gate.Open();
+  for (std::thread& t : threads) t.join();
+  backend->SetCallHook(nullptr);
+  EXPECT_EQ(gate.max_inside(), expected);
+  for (const grpc::Status& status : results) {
+    EXPECT_TRUE(status.ok()) << status.error_message();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Limits, StreamLimitTest, ::testing::Values(2, 100));
 
 }  // namespace
 }  // namespace hsmd::testing

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/error_detail.h"
+#include "common/status_macros.h"
 #include "daemon/logging.h"
 #include "daemon/service/status_mapping.h"
 
@@ -114,10 +115,22 @@ absl::Status RequestScope::Deny(policy::Op op, absl::string_view action) {
       absl::StrCat("permission denied: ", Who(peer()), " may not ", action));
 }
 
+absl::Status RequestScope::Admit() {
+  if (admitted_) return absl::OkStatus();
+  if (env_.draining != nullptr && env_.draining->load()) {
+    return absl::UnavailableError(
+        "hsmd is shutting down: requests already running finish, new ones "
+        "are refused");
+  }
+  admitted_ = true;
+  return absl::OkStatus();
+}
+
 absl::Status RequestScope::Authorize(policy::Op op,
                                      const policy::KeyAttributes* key,
                                      absl::string_view action) {
   operation_ = std::string(policy::OpName(op));
+  RETURN_IF_ERROR(Admit());
   if (env_.policy == nullptr) return absl::OkStatus();
   if (!env_.policy->Allows(peer(), op, key, &rule_)) return Deny(op, action);
   return absl::OkStatus();
@@ -126,6 +139,7 @@ absl::Status RequestScope::Authorize(policy::Op op,
 absl::Status RequestScope::AuthorizeSomeKey(policy::Op op,
                                             absl::string_view action) {
   operation_ = std::string(policy::OpName(op));
+  RETURN_IF_ERROR(Admit());
   if (env_.policy == nullptr) return absl::OkStatus();
   if (!env_.policy->AllowsSomeKey(peer(), op)) return Deny(op, action);
   return absl::OkStatus();

@@ -9,6 +9,7 @@
 #include <grpcpp/server_context.h>
 #include <grpcpp/support/status.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -40,6 +41,9 @@ struct ServiceEnv {
   const policy::Policy* policy = nullptr;
   // Null: no audit records.
   const AuditLog* audit = nullptr;
+  // Set (by Server::Shutdown) while hsmd drains: requests not yet admitted
+  // are refused with UNAVAILABLE. Null: never draining.
+  const std::atomic<bool>* draining = nullptr;
 };
 
 // The policy attributes of a resolved key.
@@ -73,7 +77,10 @@ class RequestScope {
 
   // OK when the policy lets the caller do `op` on `key` (null for keyless
   // operations); otherwise PERMISSION_DENIED "permission denied: uid N may
-  // not <action>", and the request is recorded as a denial.
+  // not <action>", and the request is recorded as a denial. Every handler
+  // authorizes before touching a backend, so both Authorize calls also
+  // admit the request: UNAVAILABLE "hsmd is shutting down ..." if the first
+  // one comes while hsmd drains (a request admitted once stays admitted).
   absl::Status Authorize(policy::Op op, const policy::KeyAttributes* key,
                          absl::string_view action);
   // The same before the key is known: denied unless some rule grants `op`
@@ -90,6 +97,7 @@ class RequestScope {
 
  private:
   absl::Status Deny(policy::Op op, absl::string_view action);
+  absl::Status Admit();
 
   const ServiceEnv& env_;
   const std::string method_;
@@ -105,6 +113,7 @@ class RequestScope {
   std::string operation_;
   std::string rule_;
   bool denied_ = false;
+  bool admitted_ = false;
 };
 
 }  // namespace hsmd::service

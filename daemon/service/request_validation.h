@@ -29,6 +29,8 @@ struct RequestLimits {
   uint32_t max_message_bytes = 1 << 20;
   // Largest GenerateRandom length.
   uint32_t max_random_bytes = 65536;
+  // Most keys in one ListKeys answer.
+  uint32_t max_list_results = 1000;
 };
 
 absl::Status ValidateKeyRef(const v1::KeyRef& ref, absl::string_view field);

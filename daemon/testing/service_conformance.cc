@@ -7,11 +7,11 @@
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/error_detail.h"
 #include "daemon/testing/signature_verifier.h"
@@ -512,7 +512,7 @@ TEST_P(ServiceConformanceTest, SixteenConcurrentClientsAllSignaturesVerify) {
   const std::vector<std::string> labels = {"ec-p256", "rsa-2048", "ed25519",
                                            "ec-p384"};
   std::atomic<int> signatures{0};
-  absl::Mutex mu;
+  std::mutex mu;
   std::vector<std::string> failures;
   const absl::Time end = absl::Now() + duration;
   std::vector<std::thread> clients;
@@ -541,7 +541,7 @@ TEST_P(ServiceConformanceTest, SixteenConcurrentClientsAllSignaturesVerify) {
                                                          response.signature())
                                        : absl::InternalError(Describe(s));
         if (!verified.ok()) {
-          absl::MutexLock lock(&mu);
+          std::lock_guard<std::mutex> lock(mu);
           failures.push_back(absl::StrCat(label, ": ", verified.ToString()));
           return;
         }

@@ -36,6 +36,8 @@ class DemoDaemon {
   // Starts it again on the same DIR (same token and keys).
   absl::Status Restart();
   bool running() const { return pid_ > 0; }
+  // The daemon's process id (-1 when stopped).
+  pid_t pid() const { return pid_; }
 
  private:
   explicit DemoDaemon(std::string dir);

@@ -65,6 +65,7 @@ start_bg "$LOG" systemd-socket-activate -l "$SOCK" \
   -E "NOTIFY_SOCKET=$NOTIFY" \
   -E "WATCHDOG_USEC=1000000" \
   -E "LSAN_OPTIONS=suppressions=$LSAN_SUPPRESSIONS" \
+  ${TSAN_OPTIONS:+-E "TSAN_OPTIONS=$TSAN_OPTIONS"} \
   "$HSMD" --config "$WORK/hsmd.conf"
 ACTIVATOR_PID=$BG_PID
 for _ in $(seq 1 100); do [[ -S "$SOCK" ]] && break; sleep 0.05; done

@@ -348,7 +348,7 @@ absl::Status FakeBackend::Enter(absl::string_view method,
   absl::Duration delay;
   absl::Status injected;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     ++calls_[method];
     hook = hook_;
     if (auto it = delays_.find(method); it != delays_.end()) {
@@ -434,7 +434,7 @@ FakeBackend::Match(absl::string_view text, bool* public_requested) const {
   }
   CK_ATTRIBUTE* label = p11_kit_uri_get_attribute(uri.get(), CKA_LABEL);
   CK_ATTRIBUTE* id = p11_kit_uri_get_attribute(uri.get(), CKA_ID);
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   for (const auto& key : keys_) {
     if (label != nullptr &&
         key->info.label() !=
@@ -465,7 +465,7 @@ FakeBackend::Resolve(const v1::KeyRef& ref, bool for_private_operation) const {
       break;
     }
     case v1::KeyRef::kKeyId: {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       for (const auto& key : keys_) {
         if (key->info.key_id() == ref.key_id()) matches.push_back(key);
       }
@@ -500,7 +500,7 @@ absl::StatusOr<std::vector<v1::Key>> FakeBackend::ListKeys(
     bool public_requested = false;
     ASSIGN_OR_RETURN(keys, Match(request.uri_filter(), &public_requested));
   } else {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     keys = keys_;
   }
   std::vector<v1::Key> out;
@@ -723,7 +723,7 @@ absl::StatusOr<v1::Key> FakeBackend::GenerateKey(
   info.set_token_label(options_.token_label);
   key->pkey = std::move(pkey);
   v1::Key result = info;
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   keys_.push_back(std::move(key));
   return result;
 }
@@ -732,7 +732,7 @@ absl::StatusOr<uint32_t> FakeBackend::DeleteKey(const v1::KeyRef& ref,
                                                 const RequestContext& ctx) {
   RETURN_IF_ERROR(Enter("DeleteKey", ctx));
   ASSIGN_OR_RETURN(auto key, Resolve(ref, /*for_private_operation=*/false));
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   keys_.erase(std::remove(keys_.begin(), keys_.end(), key), keys_.end());
   return 2;  // The private and the public key object.
 }
@@ -747,7 +747,7 @@ v1::BackendStatus FakeBackend::GetStatus() const {
                    : shut_down ? v1::BACKEND_STATE_FAILED
                                : v1::BACKEND_STATE_STARTING);
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (!serving) {
       status.set_state_reason(shut_down ? "shut down" : state_reason_);
     }
@@ -771,14 +771,14 @@ bool FakeBackend::IsServing() const {
 void FakeBackend::Shutdown() { shut_down_.store(true); }
 
 void FakeBackend::SetServing(bool serving, std::string reason) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   state_reason_ = std::move(reason);
   serving_.store(serving);
 }
 
 void FakeBackend::FailNext(absl::string_view method, absl::Status status,
                            int count) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   if (count == 0) {
     faults_.erase(method);
     return;
@@ -787,23 +787,23 @@ void FakeBackend::FailNext(absl::string_view method, absl::Status status,
 }
 
 void FakeBackend::SetDelay(absl::string_view method, absl::Duration delay) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   delays_[method] = delay;
 }
 
 void FakeBackend::ClearFaults() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   faults_.clear();
   delays_.clear();
 }
 
 void FakeBackend::SetCallHook(std::function<void(absl::string_view)> hook) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   hook_ = std::move(hook);
 }
 
 uint64_t FakeBackend::CallCount(absl::string_view method) const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = calls_.find(method);
   return it == calls_.end() ? 0 : it->second;
 }

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -22,7 +23,6 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "daemon/backend/backend.h"
 
@@ -109,7 +109,8 @@ class FakeBackend final : public Backend {
   std::atomic<bool> shut_down_{false};
   std::atomic<uint32_t> in_flight_{0};
 
-  mutable absl::Mutex mu_;
+  // std::mutex, not absl::Mutex: Debian's Abseil is invisible to TSan.
+  mutable std::mutex mu_;
   std::string state_reason_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<const FakeKey>> keys_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Fault> faults_ ABSL_GUARDED_BY(mu_);
