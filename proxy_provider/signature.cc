@@ -236,7 +236,7 @@ absl::Status SignatureContext::InitShadow(const char* mdname,
       return UnsupportedError(absl::StrCat(
           "digest signing with ", FamilyName(family_), " needs a digest"));
     }
-    ASSIGN_OR_RETURN(Digest digest, LookupDigest(libctx, mdname));
+    ASSIGN_OR_RETURN(Digest digest, provider_->LookupDigest(mdname));
     const OSSL_PARAM set_digest[] = {
         OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST,
                                          const_cast<char*>(mdname), 0),
@@ -280,7 +280,7 @@ absl::StatusOr<v1::SignatureAlgorithm> SignatureContext::RsaAlgorithm(
   v1::SignatureAlgorithm algorithm;
   absl::StatusOr<Digest> digest = absl::NotFoundError("no digest");
   if (md[0] != '\0') {
-    digest = LookupDigest(provider_->libctx(), md);
+    digest = provider_->LookupDigest(md);
     if (!digest.ok()) return digest.status();
     if (tbslen != digest->size) {
       return absl::InvalidArgumentError(
@@ -329,7 +329,7 @@ absl::StatusOr<v1::SignatureAlgorithm> SignatureContext::RsaAlgorithm(
       pss->set_hash(digest->hash);
       if (mgf1[0] != '\0') {
         ASSIGN_OR_RETURN(Digest mgf1_digest,
-                         LookupDigest(provider_->libctx(), mgf1));
+                         provider_->LookupDigest(mgf1));
         if (mgf1_digest.hash == v1::HASH_ALGORITHM_UNSPECIFIED ||
             mgf1_digest.hash == v1::HASH_ALGORITHM_MD5_SHA1) {
           return UnsupportedError(
@@ -375,7 +375,7 @@ absl::StatusOr<size_t> SignatureContext::RemoteSignDigest(
     if (EVP_PKEY_CTX_get_params(shadow_.get(), get) != 1) md[0] = '\0';
     v1::HashAlgorithm hash = v1::HASH_ALGORITHM_UNSPECIFIED;
     if (md[0] != '\0') {
-      ASSIGN_OR_RETURN(Digest digest, LookupDigest(provider_->libctx(), md));
+      ASSIGN_OR_RETURN(Digest digest, provider_->LookupDigest(md));
       if (tbslen != digest.size) {
         return absl::InvalidArgumentError(
             absl::StrCat("a ", digest.name, " digest has ", digest.size,
@@ -560,9 +560,9 @@ absl::Status SignatureContext::SetParams(const OSSL_PARAM* params) {
     const char* name = nullptr;
     if (p != nullptr && OSSL_PARAM_get_utf8_string_ptr(p, &name) == 1) {
       // The message is already being hashed with mdname_.
-      ASSIGN_OR_RETURN(Digest wanted, LookupDigest(provider_->libctx(), name));
+      ASSIGN_OR_RETURN(Digest wanted, provider_->LookupDigest(name));
       ASSIGN_OR_RETURN(Digest current,
-                       LookupDigest(provider_->libctx(), mdname_));
+                       provider_->LookupDigest(mdname_));
       if (!EVP_MD_is_a(wanted.md.get(), current.name.c_str())) {
         return UnsupportedError(absl::StrCat(
             "the digest cannot change from ", mdname_, " to ", name,

@@ -161,7 +161,12 @@ grpc::Status RequestScope::Finish(absl::Status status) {
     record.latency = latency;
     env_.audit->Record(record);
   }
-  const log::Level level = LevelFor(status.code());
+  // With an audit trail, a successful request's line would repeat its audit
+  // record (which has every field of it and more), and writing it costs a
+  // write(2) per request: it goes to debug then. Failures keep their level.
+  const log::Level level = status.ok() && env_.audit != nullptr
+                               ? log::Level::kDebug
+                               : LevelFor(status.code());
   if (log::IsEnabled(level)) {
     const int64_t latency_us = absl::ToInt64Microseconds(latency);
     const int64_t uid = peer_ == nullptr ? -1 : peer_->uid;

@@ -611,7 +611,7 @@ TEST_F(InProcessTest, RandDrawsBatchesFromHsmd) {
   ASSERT_EQ(EVP_RAND_generate(ctx, b, sizeof(b), 0, 0, nullptr, 0), 1);
   EXPECT_NE(std::string(reinterpret_cast<char*>(a), 32),
             std::string(reinterpret_cast<char*>(b), 32));
-  // 101 x 32 bytes fit in one 4 KiB batch.
+  // 101 x 32 bytes fit in one 16 KiB batch.
   EXPECT_LE(fake()->calls("GenerateRandom") - before, 1);
   EVP_RAND_CTX_free(ctx);
 }
