@@ -74,6 +74,10 @@ RequestScope::RequestScope(const ServiceEnv& env, grpc::ServerContext* context,
     auto deadline = context->deadline();
     if (deadline != std::chrono::system_clock::time_point::max()) {
       ctx_.deadline = absl::FromChrono(deadline);
+      // gRPC ends the call at the client's deadline by itself (the client
+      // and hsmd's server both time it out), so the backend may make its
+      // device call on this thread rather than on a worker.
+      ctx_.caller_enforces_deadline = true;
     }
   }
 }
