@@ -241,6 +241,10 @@ absl::Status Server::Start() {
       grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
   builder.SetSyncServerOption(
       grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, kMaxPollers);
+  // Bandwidth-delay probing sizes flow-control windows for long network
+  // paths; on a Unix socket it only adds a PING (and its ACK) to a new
+  // connection's first call, e.g. a forked child's first signature.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   std::vector<
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
