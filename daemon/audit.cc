@@ -5,6 +5,7 @@
 
 #include <cctype>
 #include <cstdlib>
+#include <deque>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -30,15 +31,14 @@ struct Item {
 
 struct Items {
   std::vector<Item> list;
-  // Formatted numbers and the group list; reserved up front so the views
-  // into it stay valid.
-  std::vector<std::string> storage;
+  // Formatted numbers and the group list (a deque: adding to it never moves
+  // the strings the views point into).
+  std::deque<std::string> storage;
 };
 
 Items ItemsOf(const AuditRecord& r) {
   Items items;
   items.list.reserve(24);
-  items.storage.reserve(8);
   auto text = [&items](const char* name, absl::string_view value) {
     if (!value.empty()) items.list.push_back({name, value, false});
   };

@@ -518,9 +518,9 @@ class Pkcs11Backend final : public Backend {
 
  private:
   // Whether the request's HSM calls run on a worker (see
-  // Pkcs11BackendOptions::calls_on_workers).
-  // Not when the caller enforces the deadline itself: the call is then
-  // made on the request's thread (see InlineCall).
+  // Pkcs11BackendOptions::calls_on_workers). Not when the caller enforces
+  // the deadline itself: the calls are then made on the request's thread
+  // (see InlineCall).
   bool OnWorker(const RequestContext& ctx) const {
     return core_->options().calls_on_workers &&
            !ctx.caller_enforces_deadline &&
