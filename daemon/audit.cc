@@ -5,6 +5,7 @@
 
 #include <cctype>
 #include <cstdlib>
+#include <deque>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -19,20 +20,31 @@ bool EnvSet(const char* name) {
   return v != nullptr && v[0] != '\0';
 }
 
-// (name, value, is_number) in one order for both outputs.
+// (name, value, is_number) in one order for both outputs. Values reference
+// the record (numbers and the group list are formatted into `storage`), so
+// a record costs no string copies on its way to stderr.
 struct Item {
   const char* name;
-  std::string value;
+  absl::string_view value;
   bool number;
 };
 
-std::vector<Item> Items(const AuditRecord& r) {
-  std::vector<Item> items;
-  auto text = [&items](const char* name, std::string value) {
-    if (!value.empty()) items.push_back({name, std::move(value), false});
+struct Items {
+  std::vector<Item> list;
+  // Formatted numbers and the group list (a deque: adding to it never moves
+  // the strings the views point into).
+  std::deque<std::string> storage;
+};
+
+Items ItemsOf(const AuditRecord& r) {
+  Items items;
+  items.list.reserve(24);
+  auto text = [&items](const char* name, absl::string_view value) {
+    if (!value.empty()) items.list.push_back({name, value, false});
   };
   auto number = [&items](const char* name, int64_t value) {
-    items.push_back({name, std::to_string(value), true});
+    items.storage.push_back(std::to_string(value));
+    items.list.push_back({name, items.storage.back(), true});
   };
   text("method", r.method);
   text("operation", r.operation);
@@ -44,7 +56,8 @@ std::vector<Item> Items(const AuditRecord& r) {
   if (r.peer != nullptr) {
     number("peer_uid", r.peer->uid);
     number("peer_gid", r.peer->gid);
-    text("peer_groups", r.peer->GroupList());
+    items.storage.push_back(r.peer->GroupList());
+    text("peer_groups", items.storage.back());
     number("peer_pid", r.peer->pid);
     text("peer_exe", r.peer->exe);
     text("peer_comm", r.peer->comm);
@@ -101,7 +114,7 @@ std::vector<std::string> AuditLog::JournalFields(const AuditRecord& record) {
   fields.push_back(absl::StrCat("MESSAGE_ID=", kAuditMessageId));
   fields.push_back("SYSLOG_IDENTIFIER=hsmd");
   fields.push_back("HSMD_AUDIT=1");
-  for (const Item& item : Items(record)) {
+  for (const Item& item : ItemsOf(record).list) {
     fields.push_back(absl::StrCat(Upper(item.name), "=", item.value));
   }
   return fields;
@@ -127,12 +140,12 @@ void AuditLog::Record(const AuditRecord& record) const {
     case Output::kStderr:
       break;
   }
-  std::vector<Item> items = Items(record);
+  const Items items = ItemsOf(record);
   std::vector<log::Field> fields;
-  fields.reserve(items.size());
-  for (const Item& item : items) {
+  fields.reserve(items.list.size());
+  for (const Item& item : items.list) {
     if (item.number) {
-      fields.emplace_back(item.name, std::stoll(item.value));
+      fields.push_back(log::Field::Number(item.name, item.value));
     } else {
       fields.emplace_back(item.name, item.value);
     }

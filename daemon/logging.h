@@ -32,6 +32,9 @@ absl::string_view LevelName(Level level);
 // One key=value pair. Numbers and booleans are written unquoted in JSON.
 class Field {
  public:
+  // String values are referenced, not copied (a request's log line has a
+  // dozen of them): a Field must not outlive its value, which holds for the
+  // braced lists passed to Log.
   Field(absl::string_view key, absl::string_view value)
       : key_(key), value_(value), quoted_(true) {}
   Field(absl::string_view key, const std::string& value)
@@ -44,16 +47,29 @@ class Field {
             std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>,
                              int> = 0>
   Field(absl::string_view key, T value)
-      : key_(key), value_(std::to_string(value)), quoted_(false) {}
+      : key_(key), number_(std::to_string(value)), quoted_(false) {}
+
+  // An already formatted number (written unquoted), referenced like a
+  // string value.
+  static Field Number(absl::string_view key, absl::string_view digits) {
+    Field field(key, digits);
+    field.quoted_ = false;
+    return field;
+  }
 
   absl::string_view key() const { return key_; }
-  absl::string_view value() const { return value_; }
+  absl::string_view value() const {
+    return number_.empty() ? value_ : absl::string_view(number_);
+  }
   // False for numbers and booleans.
   bool is_string() const { return quoted_; }
 
  private:
   absl::string_view key_;
-  std::string value_;
+  absl::string_view value_;
+  // A number's digits (short enough to stay inside std::string's own
+  // buffer, so no allocation).
+  std::string number_;
   bool quoted_;
 };
 

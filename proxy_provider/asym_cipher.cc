@@ -207,7 +207,7 @@ class CipherContext {
       return absl::InternalError("could not read the SM2 digest setting");
     }
     if (md[0] != '\0') {
-      ASSIGN_OR_RETURN(Digest digest, LookupDigest(provider_->libctx(), md));
+      ASSIGN_OR_RETURN(Digest digest, provider_->LookupDigest(md));
       if (digest.hash != v1::HASH_ALGORITHM_SM3) {
         return UnsupportedError(absl::StrCat(
             "hsmd decrypts SM2 with SM3 (GB/T 32918.4), not ", digest.name));
@@ -239,7 +239,7 @@ class CipherContext {
     }
     v1::RsaOaepDecryption oaep;
     // OpenSSL's default OAEP digest is SHA-1.
-    ASSIGN_OR_RETURN(Digest digest, LookupDigest(provider_->libctx(),
+    ASSIGN_OR_RETURN(Digest digest, provider_->LookupDigest(
                                                  md[0] != '\0' ? md : "SHA1"));
     if (digest.hash == v1::HASH_ALGORITHM_UNSPECIFIED ||
         digest.hash == v1::HASH_ALGORITHM_MD5_SHA1) {
@@ -249,7 +249,7 @@ class CipherContext {
     oaep.set_hash(digest.hash);
     if (mgf1[0] != '\0') {
       ASSIGN_OR_RETURN(Digest mgf1_digest,
-                       LookupDigest(provider_->libctx(), mgf1));
+                       provider_->LookupDigest(mgf1));
       if (mgf1_digest.hash == v1::HASH_ALGORITHM_UNSPECIFIED ||
           mgf1_digest.hash == v1::HASH_ALGORITHM_MD5_SHA1) {
         return UnsupportedError(

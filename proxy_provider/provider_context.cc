@@ -191,6 +191,12 @@ ProviderContext::~ProviderContext() {
   // forked child deleting it never touches the parent's connections.
   delete client_.exchange(nullptr);
   random_pool_.reset();
+  for (std::atomic<CachedDigest*>& slot : digests_) {
+    CachedDigest* entry = slot.exchange(nullptr);
+    if (entry == nullptr) continue;
+    EVP_MD_free(entry->md);
+    delete entry;
+  }
   for (EVP_KEYMGMT*& km : keymgmt_) {
     EVP_KEYMGMT_free(km);
     km = nullptr;
@@ -203,6 +209,46 @@ ProviderContext::~ProviderContext() {
   EVP_ASYM_CIPHER_free(sm2_cipher_);
   if (default_provider_ != nullptr) OSSL_PROVIDER_unload(default_provider_);
   OSSL_LIB_CTX_free(libctx_);
+}
+
+absl::StatusOr<Digest> ProviderContext::LookupDigest(
+    absl::string_view name) const {
+  auto copy = [](const CachedDigest& entry) {
+    Digest digest;
+    EVP_MD_up_ref(entry.md);
+    digest.md.reset(entry.md);
+    digest.hash = entry.hash;
+    digest.size = entry.size;
+    digest.name = entry.name;
+    return digest;
+  };
+  size_t free_slot = kDigestCacheSize;
+  for (size_t i = 0; i < kDigestCacheSize; ++i) {
+    const CachedDigest* entry = digests_[i].load(std::memory_order_acquire);
+    if (entry == nullptr) {
+      free_slot = i;
+      break;
+    }
+    if (entry->lookup_name == name) return copy(*entry);
+  }
+  ASSIGN_OR_RETURN(Digest digest, proxy::LookupDigest(libctx_, name));
+  if (free_slot == kDigestCacheSize) return digest;
+  auto entry = std::make_unique<CachedDigest>(CachedDigest{
+      std::string(name), digest.md.get(), digest.hash, digest.size,
+      digest.name});
+  EVP_MD_up_ref(entry->md);
+  // Another thread may publish the same name first; a duplicate entry is
+  // harmless, so just try the following slots.
+  for (size_t i = free_slot; i < kDigestCacheSize; ++i) {
+    CachedDigest* expected = nullptr;
+    if (digests_[i].compare_exchange_strong(expected, entry.get(),
+                                            std::memory_order_acq_rel)) {
+      entry.release();
+      return digest;
+    }
+  }
+  EVP_MD_free(entry->md);
+  return digest;
 }
 
 absl::StatusOr<client::Client*> ProviderContext::client() {

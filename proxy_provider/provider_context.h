@@ -26,7 +26,9 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "client_lib/client.h"
+#include "absl/strings/string_view.h"
 #include "proxy_provider/algorithms.h"
+#include "proxy_provider/mechanisms.h"
 #include "proxy_provider/random_pool.h"
 
 namespace hsmd::proxy {
@@ -68,6 +70,13 @@ class ProviderContext {
   client::CallOptions call_options() const;
 
   RandomPool& random_pool() { return *random_pool_; }
+
+  // LookupDigest(libctx(), name), remembered per name: a TLS server makes
+  // one EVP_DigestSignInit per handshake, and fetching the digest (the name
+  // map walk, EVP_MD_is_a per hsmd hash) was about a quarter of the
+  // provider's own cost per signature. Lock-free, so a child forked while
+  // another thread was here never waits.
+  absl::StatusOr<Digest> LookupDigest(absl::string_view name) const;
 
   // Whether this OpenSSL has SM2 and SM3 (some distributions leave them
   // out); without them hsmproxy registers no SM2 algorithms.
@@ -114,6 +123,18 @@ class ProviderContext {
   EVP_ASYM_CIPHER* rsa_cipher_ = nullptr;
   EVP_ASYM_CIPHER* sm2_cipher_ = nullptr;
   bool sm2_available_ = false;
+
+  // Digests fetched so far: immutable once published, freed with the
+  // context. A full table only means later names are fetched every time.
+  struct CachedDigest {
+    std::string lookup_name;  // As the caller spelled it.
+    EVP_MD* md;               // One reference, owned.
+    v1::HashAlgorithm hash;
+    size_t size;
+    std::string name;
+  };
+  static constexpr size_t kDigestCacheSize = 32;
+  mutable std::atomic<CachedDigest*> digests_[kDigestCacheSize] = {};
 
   std::atomic<client::Client*> client_{nullptr};
   std::unique_ptr<RandomPool> random_pool_;

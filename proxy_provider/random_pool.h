@@ -28,7 +28,7 @@ class RandomPool {
   // Returns exactly `length` fresh random bytes (one RPC).
   using Fetcher = std::function<absl::StatusOr<std::string>(size_t length)>;
 
-  static constexpr size_t kDefaultBatchBytes = 4096;
+  static constexpr size_t kDefaultBatchBytes = 16384;
   // hsmd's GenerateRandom limit per call.
   static constexpr size_t kMaxFetchBytes = 65536;
 

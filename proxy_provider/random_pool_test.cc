@@ -33,12 +33,13 @@ TEST(RandomPoolTest, ServesSmallRequestsFromOneBatch) {
   CountingSource source;
   RandomPool pool([&](size_t n) { return source.Fetch(n); });
   std::string all;
-  for (int i = 0; i < 128; ++i) {
+  constexpr int kCalls = RandomPool::kDefaultBatchBytes / 32;
+  for (int i = 0; i < kCalls; ++i) {
     unsigned char out[32];
     ASSERT_TRUE(pool.Fill(out, sizeof(out)).ok());
     all.append(reinterpret_cast<char*>(out), sizeof(out));
   }
-  EXPECT_EQ(source.calls(), 1);  // 128 * 32 = 4096
+  EXPECT_EQ(source.calls(), 1);  // kCalls * 32 = one batch
   for (size_t i = 0; i < all.size(); ++i) {
     ASSERT_EQ(static_cast<unsigned char>(all[i]), i % 256) << i;
   }
@@ -58,7 +59,7 @@ TEST(RandomPoolTest, LargeRequestsAndErrors) {
   ASSERT_TRUE(pool.Fill(big.data(), big.size()).ok());
   EXPECT_GE(source.calls(), 4);  // at most 64 KiB per fetch
   fail = true;
-  std::vector<unsigned char> more(10000);
+  std::vector<unsigned char> more(RandomPool::kDefaultBatchBytes + 1);
   absl::Status status = pool.Fill(more.data(), more.size());
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
 }

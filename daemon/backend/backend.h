@@ -29,6 +29,12 @@ struct RequestContext {
   // RESOURCE_EXHAUSTED; an HSM call still running past it ends the request
   // with DEADLINE_EXCEEDED (the session is then not reused until it returns).
   absl::Time deadline = absl::InfiniteFuture();
+  // The caller ends the request at `deadline` by itself, whatever the
+  // backend does (gRPC does for a deadline the client sent). A backend may
+  // then make its device calls on the caller's thread instead of handing
+  // them to a worker: a hung call holds that thread and its session until
+  // it returns, and the request's result is DEADLINE_EXCEEDED.
+  bool caller_enforces_deadline = false;
 };
 
 class Backend {

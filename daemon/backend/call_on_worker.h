@@ -39,7 +39,8 @@ std::shared_ptr<const T> Keep(const T& value, bool copy) {
 // worker returns (or, if it failed, replaces) the session when it ends.
 class PendingCallBase {
  public:
-  bool abandoned() const {
+  virtual ~PendingCallBase() = default;
+  virtual bool abandoned() const {
     std::lock_guard<std::mutex> lock(mu_);
     return abandoned_;
   }
@@ -89,8 +90,12 @@ class PendingCall final : public PendingCallBase {
   bool retry_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+class InlineCall;
+
 // A backend's abandoned calls: counters, and a log line for the ones that
-// return long after their request gave up.
+// return long after their request gave up. Calls made on the request's own
+// thread (InlineCall) count as abandoned, and running, from the moment they
+// pass their deadline until they return.
 class AbandonedCalls {
  public:
   // `device` names the callee in messages: "HSM", "SDF".
@@ -100,8 +105,8 @@ class AbandonedCalls {
   const std::string& device() const { return device_; }
   // Abandoned so far / still running. The running count goes up in
   // PendingCall::Wait.
-  uint64_t abandoned() const { return abandoned_.load(); }
-  uint64_t running() const { return running_.load(); }
+  uint64_t abandoned() const { return abandoned_.load() + InlineLate(); }
+  uint64_t running() const { return running_.load() + InlineLate(); }
   std::atomic<uint64_t>& running_counter() { return running_; }
 
   void Abandoned() { abandoned_.fetch_add(1); }
@@ -109,11 +114,53 @@ class AbandonedCalls {
   void Ended(absl::Duration late);
 
  private:
+  friend class InlineCall;
+  // Inline calls now past their deadline.
+  uint64_t InlineLate() const;
+  void InlineEnded(absl::Duration late);
+  void LogLate(absl::Duration late);
+
   const std::string backend_;
   const std::string device_;
   std::atomic<uint64_t> abandoned_{0};
   std::atomic<uint64_t> running_{0};
+  // The inline calls running now (an intrusive list of stack objects).
+  mutable std::mutex inline_mu_;
+  InlineCall* inline_head_ ABSL_GUARDED_BY(inline_mu_) = nullptr;
 };
+
+// A device call made on the request's own thread, for a request whose caller
+// ends it at its deadline by itself (RequestContext::caller_enforces_deadline:
+// gRPC does so for a client's deadline). That saves the hand-off to a worker
+// (two thread wake-ups per request). A call that hangs holds the request's
+// thread and its session until it returns; past the deadline it counts as
+// abandoned (so a failure then invalidates its session), and its result is
+// replaced by DEADLINE_EXCEEDED.
+class InlineCall final : public PendingCallBase {
+ public:
+  InlineCall(AbandonedCalls& calls, absl::Time deadline);
+  ~InlineCall() override;
+  InlineCall(const InlineCall&) = delete;
+  InlineCall& operator=(const InlineCall&) = delete;
+
+  bool abandoned() const override { return absl::Now() > deadline_; }
+  absl::Time deadline() const { return deadline_; }
+
+ private:
+  friend class AbandonedCalls;
+  AbandonedCalls& calls_;
+  const absl::Time deadline_;
+  InlineCall* prev_ = nullptr;
+  InlineCall* next_ = nullptr;
+};
+
+// The error of a request whose device call outlived its deadline.
+inline absl::Status CallOutlivedDeadline(const AbandonedCalls& calls) {
+  return absl::DeadlineExceededError(absl::StrCat(
+      "the ", calls.device(),
+      " call did not finish before the request's deadline (the session "
+      "stays out of the pool until the call returns)"));
+}
 
 // What runs on the worker: one attempt, told the PendingCall (to see whether
 // it was abandoned); sets `retry` to ask the caller for another attempt.
@@ -141,10 +188,7 @@ absl::StatusOr<T> RunOnWorker(WorkerPool& workers,
   });
   if (!call->Wait(deadline, calls->running_counter())) {
     calls->Abandoned();
-    return absl::DeadlineExceededError(absl::StrCat(
-        "the ", calls->device(),
-        " call did not finish before the request's deadline (the session "
-        "stays out of the pool until the call returns)"));
+    return CallOutlivedDeadline(*calls);
   }
   return call->TakeResult(retry);
 }

@@ -176,12 +176,16 @@ TEST_F(FakeServiceTest, LogsOneLinePerRequestWithoutSecrets) {
     std::lock_guard<std::mutex> lock(mu);
     lines.emplace_back(line);
   });
+  // The test daemon keeps an audit trail, so a successful request's own
+  // line is written at debug level only.
+  log::Configure(log::Level::kDebug, log::Format::kText);
   v1::SignResponse response;
   ASSERT_TRUE(daemon_->keys().Sign(Context().get(), sign_, &response).ok());
   v1::SignRequest with_pin = sign_;
   with_pin.mutable_key()->set_uri("pkcs11:object=ec?pin-value=98765432");
   EXPECT_FALSE(daemon_->keys().Sign(Context().get(), with_pin, &response).ok());
   log::SetSinkForTesting(nullptr);
+  log::Configure(log::Level::kInfo, log::Format::kText);
 
   std::lock_guard<std::mutex> lock(mu);
   std::vector<std::string> requests;
@@ -198,8 +202,10 @@ TEST_F(FakeServiceTest, LogsOneLinePerRequestWithoutSecrets) {
   EXPECT_THAT(requests[0], HasSubstr(absl::StrCat("pid=", getpid(), " ")));
   EXPECT_THAT(requests[0], HasSubstr(absl::StrCat("key_id=", key_.key_id())));
   EXPECT_THAT(requests[0], HasSubstr("status=OK"));
+  EXPECT_THAT(requests[0], HasSubstr("level=debug"));
   EXPECT_THAT(requests[0], HasSubstr("latency_us="));
   EXPECT_THAT(requests[1], HasSubstr("status=INVALID_ARGUMENT"));
+  EXPECT_THAT(requests[1], HasSubstr("level=info"));
   EXPECT_THAT(requests[1], HasSubstr("pin-value=REDACTED"));
 }
 

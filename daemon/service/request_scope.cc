@@ -77,6 +77,10 @@ RequestScope::RequestScope(const ServiceEnv& env, grpc::ServerContext* context,
     auto deadline = context->deadline();
     if (deadline != std::chrono::system_clock::time_point::max()) {
       ctx_.deadline = absl::FromChrono(deadline);
+      // gRPC ends the call at the client's deadline by itself (the client
+      // and hsmd's server both time it out), so the backend may make its
+      // device call on this thread rather than on a worker.
+      ctx_.caller_enforces_deadline = true;
     }
   }
 }
@@ -177,7 +181,12 @@ grpc::Status RequestScope::Finish(absl::Status status) {
     record.latency = latency;
     env_.audit->Record(record);
   }
-  const log::Level level = LevelFor(status.code());
+  // With an audit trail, a successful request's line would repeat its audit
+  // record (which has every field of it and more), and writing it costs a
+  // write(2) per request: it goes to debug then. Failures keep their level.
+  const log::Level level = status.ok() && env_.audit != nullptr
+                               ? log::Level::kDebug
+                               : LevelFor(status.code());
   if (log::IsEnabled(level)) {
     const int64_t latency_us = absl::ToInt64Microseconds(latency);
     const int64_t uid = peer_ == nullptr ? -1 : peer_->uid;

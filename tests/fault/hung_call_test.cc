@@ -1,7 +1,8 @@
 // A PKCS#11 call that hangs: the request ends at its deadline with
 // DEADLINE_EXCEEDED, the stuck session stays out of the pool until the call
-// returns, other sessions keep serving. Also measures what running calls on
-// a worker (needed for that) costs per request.
+// returns, other sessions keep serving; also when the call is made on the
+// caller's thread because the caller enforces the deadline. Also measures
+// what running calls on a worker (needed for the former) costs per request.
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -124,6 +125,77 @@ TEST_F(HungCallTest, HungSignEndsAtItsDeadlineOthersKeepServing) {
   EXPECT_EQ(faults->For("C_SignInit").faults, 0u);
 }
 
+// The same hang when the caller ends the request at its deadline itself
+// (gRPC, for a client's deadline): the call is made on the caller's thread,
+// which stays in it; the backend still counts it as abandoned once past the
+// deadline, keeps its session out of the pool, and others keep serving.
+TEST_F(HungCallTest, HungInlineCallHoldsOnlyItsSession) {
+  Watchdog watchdog(absl::Seconds(90), "HungInlineCallHoldsOnlyItsSession");
+  absl::StatusOr<backend::Pkcs11BackendOptions> options =
+      env_->NewToken("hang-inline", /*pool_size=*/2);
+  ASSERT_TRUE(options.ok()) << options.status();
+  absl::StatusOr<std::unique_ptr<backend::Backend>> backend =
+      backend::NewPkcs11Backend(*options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  absl::StatusOr<v1::Key> key = GenerateP256(**backend, "k");
+  ASSERT_TRUE(key.ok()) << key.status();
+
+  ASSERT_TRUE(env_->faults().SetRules("C_Sign hang count=1\n").ok());
+  HungRequest hung;
+  std::thread caller([&] {
+    backend::RequestContext ctx = Within(absl::Milliseconds(300));
+    ctx.caller_enforces_deadline = true;
+    hung.status = (*backend)->Sign(EcdsaRequest(*key, "hangs"), ctx).status();
+    hung.late = absl::Now() - ctx.deadline;
+  });
+  ASSERT_TRUE(WaitForHungSigns(*env_, 1));
+  // Past the deadline the call counts as abandoned and running.
+  ASSERT_TRUE(WaitFor(
+      [&] { return Counters(**backend).abandoned_calls_running == 1; },
+      absl::Seconds(30)));
+  EXPECT_EQ(Counters(**backend).calls_abandoned, 1u);
+  {
+    // Other callers, served by the other session.
+    SignerLoad load(**backend, *key, 3, absl::Seconds(10));
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(load.WaitForSuccesses(20, absl::Seconds(30)));
+      EXPECT_GE((*backend)->GetStatus().sessions_in_use(), 1u);
+      EXPECT_EQ(Counters(**backend).abandoned_calls_running, 1u);
+    }
+    load.Stop();
+    EXPECT_EQ(load.Stats().error_count(), 0u);
+    EXPECT_EQ(load.Stats().wrong, 0u);
+  }
+  ASSERT_TRUE(env_->faults().Clear().ok());
+  caller.join();
+  printf("hung inline C_Sign: returned %s after its deadline, when released\n",
+         absl::FormatDuration(hung.late).c_str());
+  // Its signature came too late for anyone: the request's answer is the
+  // deadline.
+  EXPECT_EQ(hung.status.code(), absl::StatusCode::kDeadlineExceeded)
+      << hung.status;
+  EXPECT_THAT(hung.status.message(), HasSubstr("did not finish before the "
+                                               "request's deadline"));
+  backend::Pkcs11BackendCounters counters = Counters(**backend);
+  EXPECT_EQ(counters.calls_abandoned, 1u);
+  EXPECT_EQ(counters.abandoned_calls_running, 0u);
+  EXPECT_EQ(counters.sessions_replaced, 0u);
+  v1::BackendStatus status = (*backend)->GetStatus();
+  EXPECT_EQ(status.sessions_in_use(), 0u);
+  EXPECT_EQ(status.sessions_total(), 2u);
+  EXPECT_EQ(status.state(), v1::BACKEND_STATE_READY);
+
+  // The session went back to the pool and signs again.
+  backend::RequestContext ctx = Within(absl::Seconds(30));
+  ctx.caller_enforces_deadline = true;
+  for (int i = 0; i < 4; ++i) {
+    absl::StatusOr<v1::SignResponse> response =
+        (*backend)->Sign(EcdsaRequest(*key, "after"), ctx);
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_TRUE(VerifyEcdsaSha256(*key, "after", response->signature()));
+  }
+}
+
 TEST_F(HungCallTest, HungCallEndedByReinitialisationIsNotReused) {
   Watchdog watchdog(absl::Seconds(90), "HungCallEndedByReinitialisation");
   absl::StatusOr<backend::Pkcs11BackendOptions> options =
@@ -199,11 +271,12 @@ TEST_F(HungCallTest, MeasuresTheWorkerHandOff) {
 #else
   constexpr int kCalls = 2000;
 #endif
-  auto per_call = [&](bool finite, bool sign) {
+  auto per_call = [&](bool finite, bool sign, bool caller_enforces = false) {
     const absl::Time start = absl::Now();
     for (int i = 0; i < kCalls; ++i) {
       backend::RequestContext ctx;
       if (finite) ctx.deadline = absl::Now() + absl::Seconds(30);
+      ctx.caller_enforces_deadline = caller_enforces;
       absl::Status status =
           sign ? (*backend)->Sign(EcdsaRequest(*key, "m"), ctx).status()
                : (*backend)->GenerateRandom(32, ctx).status();
@@ -216,13 +289,16 @@ TEST_F(HungCallTest, MeasuresTheWorkerHandOff) {
   for (bool sign : {false, true}) {
     const absl::Duration inline_call = per_call(false, sign);
     const absl::Duration on_worker = per_call(true, sign);
+    const absl::Duration watched = per_call(true, sign, true);
     printf(
         "%s: %s per call on the request's thread, %s on a worker "
-        "(hand-off %s)\n",
+        "(hand-off %s), %s on the request's thread with a deadline the "
+        "caller enforces\n",
         sign ? "ECDSA P-256 sign" : "GenerateRandom(32)",
         absl::FormatDuration(inline_call).c_str(),
         absl::FormatDuration(on_worker).c_str(),
-        absl::FormatDuration(on_worker - inline_call).c_str());
+        absl::FormatDuration(on_worker - inline_call).c_str(),
+        absl::FormatDuration(watched).c_str());
   }
   EXPECT_LE(Counters(**backend).worker_threads, 2u * 4 + 2);
 }

@@ -253,6 +253,63 @@ TEST_F(InProcessTest, EcdsaAndEd25519DigestSign) {
   ExpectDigestSignVerifies("ed25519", nullptr);
 }
 
+// ECDSA digest signing with an HSM key defers the default-provider shadow
+// context until parameters are set or read: both still work after Init, and
+// digests are accepted or refused exactly as the default provider does.
+TEST_F(InProcessTest, EcdsaDigestSignParametersAfterInit) {
+  EvpPkeyPtr key = HsmKey("ec-p256");
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  EVP_PKEY_CTX* pctx = nullptr;
+  ASSERT_EQ(EVP_DigestSignInit_ex(ctx.get(), &pctx, "SHA256", libctx(),
+                                  nullptr, key.get(), nullptr),
+            1)
+      << DrainErrors();
+  char md[64] = "";
+  OSSL_PARAM get[] = {
+      OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, md, sizeof(md)),
+      OSSL_PARAM_END,
+  };
+  ASSERT_EQ(EVP_PKEY_CTX_get_params(pctx, get), 1) << DrainErrors();
+  EXPECT_TRUE(absl::string_view(md) == "SHA256" ||
+              absl::string_view(md) == "SHA2-256")
+      << md;
+  // Changing the digest after Init stays refused.
+  EXPECT_NE(EVP_PKEY_CTX_set_signature_md(pctx, EVP_sha384()), 1);
+  DrainErrors();
+  size_t length = 0;
+  const auto* tbs = reinterpret_cast<const unsigned char*>(kMessage.data());
+  ASSERT_EQ(
+      EVP_DigestSign(ctx.get(), nullptr, &length, tbs, kMessage.size()), 1);
+  std::string sig(length, '\0');
+  ASSERT_EQ(EVP_DigestSign(ctx.get(),
+                           reinterpret_cast<unsigned char*>(sig.data()),
+                           &length, tbs, kMessage.size()),
+            1)
+      << DrainErrors();
+  sig.resize(length);
+  EvpPkeyPtr pub = DefaultPublicKey("ec-p256");
+  EXPECT_TRUE(*DigestVerify(verify_libctx_, pub.get(), "SHA256", kMessage, sig,
+                            nullptr));
+
+  EvpPkeyPtr software(
+      EVP_PKEY_Q_keygen(verify_libctx_, nullptr, "EC", "P-256"));
+  ASSERT_NE(software, nullptr);
+  for (const char* digest : {"SHA1", "SHA224", "SHA512", "SHA3-256", "MD5",
+                             "SM3", "SHAKE256"}) {
+    SCOPED_TRACE(digest);
+    EvpMdCtxPtr hsm(EVP_MD_CTX_new());
+    EvpMdCtxPtr soft(EVP_MD_CTX_new());
+    const int hsm_rc = EVP_DigestSignInit_ex(hsm.get(), nullptr, digest,
+                                             libctx(), nullptr, key.get(),
+                                             nullptr);
+    const int soft_rc =
+        EVP_DigestSignInit_ex(soft.get(), nullptr, digest, verify_libctx_,
+                              nullptr, software.get(), nullptr);
+    DrainErrors();
+    EXPECT_EQ(hsm_rc == 1, soft_rc == 1);
+  }
+}
+
 TEST_F(InProcessTest, PkeySignOfDigestsAndRawDigestInfo) {
   EvpPkeyPtr rsa = HsmKey("rsa-2048");
   EvpPkeyPtr rsa_pub = DefaultPublicKey("rsa-2048");
@@ -611,7 +668,7 @@ TEST_F(InProcessTest, RandDrawsBatchesFromHsmd) {
   ASSERT_EQ(EVP_RAND_generate(ctx, b, sizeof(b), 0, 0, nullptr, 0), 1);
   EXPECT_NE(std::string(reinterpret_cast<char*>(a), 32),
             std::string(reinterpret_cast<char*>(b), 32));
-  // 101 x 32 bytes fit in one 4 KiB batch.
+  // 101 x 32 bytes fit in one 16 KiB batch.
   EXPECT_LE(fake()->calls("GenerateRandom") - before, 1);
   EVP_RAND_CTX_free(ctx);
 }

@@ -518,9 +518,12 @@ class Pkcs11Backend final : public Backend {
 
  private:
   // Whether the request's HSM calls run on a worker (see
-  // Pkcs11BackendOptions::calls_on_workers).
+  // Pkcs11BackendOptions::calls_on_workers). Not when the caller enforces
+  // the deadline itself: the calls are then made on the request's thread
+  // (see InlineCall).
   bool OnWorker(const RequestContext& ctx) const {
     return core_->options().calls_on_workers &&
+           !ctx.caller_enforces_deadline &&
            ctx.deadline != absl::InfiniteFuture();
   }
 
@@ -575,11 +578,25 @@ absl::StatusOr<T> Pkcs11Backend::WithSession(const RequestContext& ctx,
       return lease.status();
     }
     bool retry = false;
-    absl::StatusOr<T> result =
-        OnWorker(ctx) ? RunOnWorker<T>(ctx, std::move(token), *std::move(lease),
-                                       shared_fn, idempotent, retry)
-                      : core_->RunAttempt<T>(token, *lease, *shared_fn,
-                                             idempotent, retry, nullptr);
+    if (OnWorker(ctx)) {
+      absl::StatusOr<T> result =
+          RunOnWorker<T>(ctx, std::move(token), *std::move(lease), shared_fn,
+                         idempotent, retry);
+      if (retry && attempt + 1 < max_attempts) continue;
+      return result;
+    }
+    if (!ctx.caller_enforces_deadline ||
+        ctx.deadline == absl::InfiniteFuture()) {
+      absl::StatusOr<T> result = core_->RunAttempt<T>(
+          token, *lease, *shared_fn, idempotent, retry, nullptr);
+      if (retry && attempt + 1 < max_attempts) continue;
+      return result;
+    }
+    InlineCall call(*core_->calls(), ctx.deadline);
+    absl::StatusOr<T> result = core_->RunAttempt<T>(token, *lease, *shared_fn,
+                                                    idempotent, retry, &call);
+    // The caller has answered already; nobody wants this result.
+    if (call.abandoned()) return CallOutlivedDeadline(*core_->calls());
     if (retry && attempt + 1 < max_attempts) continue;
     return result;
   }

@@ -50,7 +50,13 @@
 // request with a finite deadline makes its PKCS#11 calls on a worker thread
 // and returns DEADLINE_EXCEEDED at its deadline if they hang; the session
 // stays out of the pool until the call returns (then goes back, or is
-// replaced if the call failed). Every state change is logged.
+// replaced if the call failed). A request whose caller ends it at its
+// deadline by itself (RequestContext::caller_enforces_deadline: hsmd's gRPC
+// service sets it when the client sent a deadline) makes its calls on its
+// own thread instead, saving the hand-off; a hung call then holds that
+// thread and its session until it returns, counts as abandoned once past
+// the deadline, and its result is replaced by DEADLINE_EXCEEDED. Every
+// state change is logged.
 #ifndef HSMD_DAEMON_BACKEND_PKCS11_PKCS11_BACKEND_H_
 #define HSMD_DAEMON_BACKEND_PKCS11_PKCS11_BACKEND_H_
 
