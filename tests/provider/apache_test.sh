@@ -99,9 +99,10 @@ start_hsmd() {
   HSMD_PID=$!
   wait_ready "${before}"
 }
-# Signatures made for Apache's children (they run as RUN_USER, set below).
+# Signatures made for Apache's children (they run as RUN_USER), counted from
+# hsmd's audit records (on stderr here: no journal).
 signatures() {
-  grep -c "msg=request uid=$(id -u "${RUN_USER}") pid=[0-9]* method=Sign .*status=OK" \
+  grep -c "\"msg\":\"audit\",\"method\":\"Sign\".*\"result\":\"OK\",\"peer_uid\":$(id -u "${RUN_USER}")," \
     "${WORK}/hsmd.log" || true
 }
 
