@@ -129,6 +129,26 @@ TEST(RequestValidationTest, Decrypt) {
   EXPECT_TRUE(ValidateDecrypt(r, limits).ok());
 }
 
+TEST(RequestValidationTest, Derive) {
+  v1::DeriveRequest r;
+  ExpectInvalid(ValidateDerive(r), "key");
+  r.mutable_key()->set_uri(kUri);
+  ExpectInvalid(ValidateDerive(r), "algorithm: is required (ecdh)");
+  r.mutable_ecdh();
+  ExpectInvalid(ValidateDerive(r), "ecdh.peer_public_key: must not be empty");
+  r.mutable_ecdh()->set_peer_public_key("garbage");
+  ExpectInvalid(ValidateDerive(r), "ecdh.peer_public_key: is neither");
+  r.mutable_ecdh()->set_peer_public_key(std::string(2000, '\x04'));
+  ExpectInvalid(ValidateDerive(r), "ecdh.peer_public_key: is 2000 bytes");
+  // Well-formed enough here; the backend checks the point against the key.
+  r.mutable_ecdh()->set_peer_public_key(std::string(65, '\x04'));
+  EXPECT_TRUE(ValidateDerive(r).ok());
+  r.mutable_ecdh()->set_peer_public_key(std::string("\x30\x59", 2));
+  EXPECT_TRUE(ValidateDerive(r).ok());
+  EXPECT_EQ(DescribeMechanism(r), "ecdh");
+  EXPECT_EQ(DescribeMechanism(v1::DeriveRequest()), "");
+}
+
 TEST(RequestValidationTest, GenerateRandom) {
   RequestLimits limits{.max_random_bytes = 64};
   v1::GenerateRandomRequest r;
