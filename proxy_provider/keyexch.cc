@@ -144,8 +144,9 @@ class ExchangeContext {
       return ShadowRejected("ECDH parameters rejected");
     }
     if (key_->is_hsm()) {
-      // Reject what cannot be honoured now rather than at derive time.
-      ASSIGN_OR_RETURN(KdfSettings kdf, ReadKdfSettings());
+      // Reject a KDF that cannot be honoured now rather than at derive time
+      // (callers set type, digest and length one call at a time).
+      ASSIGN_OR_RETURN(KdfSettings kdf, ReadKdfSettings(/*complete=*/false));
       (void)kdf;
     }
     return absl::OkStatus();
@@ -175,7 +176,8 @@ class ExchangeContext {
   }
 
  private:
-  absl::StatusOr<KdfSettings> ReadKdfSettings() {
+  // With `complete` false only the KDF type is checked.
+  absl::StatusOr<KdfSettings> ReadKdfSettings(bool complete = true) {
     char type[32] = "";
     char digest[80] = "";
     size_t outlen = 0;
@@ -199,6 +201,7 @@ class ExchangeContext {
           "ECDH KDF \"", type,
           "\" is not available with HSM keys (none or X963KDF)"));
     }
+    if (!complete) return kdf;
     if (digest[0] == '\0') {
       return UnsupportedError("the X9.63 KDF needs a digest (kdf-digest)");
     }

@@ -414,8 +414,15 @@ absl::Status ValidateGenerateKey(const v1::GenerateKeyRequest& request) {
       }
       continue;
     }
+    if (op == v1::OPERATION_DERIVE) {
+      if (request.key_type() != v1::KEY_TYPE_EC) {
+        return Invalid("allowed_operations",
+                       "DERIVE (ECDH) is only possible with EC keys");
+      }
+      continue;
+    }
     return Invalid("allowed_operations",
-                   absl::StrCat(op, " is not SIGN or DECRYPT"));
+                   absl::StrCat(op, " is not SIGN, DECRYPT or DERIVE"));
   }
   if (request.backend().size() > 64) {
     return Invalid("backend", "is not a backend name");

@@ -175,8 +175,15 @@ TEST(RequestValidationTest, GenerateKey) {
   ExpectInvalid(ValidateGenerateKey(r), "curve: EC keys need");
   r.set_curve(v1::CURVE_P384);
   EXPECT_TRUE(ValidateGenerateKey(r).ok());
+  r.add_allowed_operations(v1::OPERATION_DERIVE);
+  EXPECT_TRUE(ValidateGenerateKey(r).ok());
   r.add_allowed_operations(v1::OPERATION_DECRYPT);
   ExpectInvalid(ValidateGenerateKey(r), "allowed_operations: DECRYPT");
+  r.clear_allowed_operations();
+  r.set_key_type(v1::KEY_TYPE_ED25519);
+  r.set_curve(v1::CURVE_UNSPECIFIED);
+  r.add_allowed_operations(v1::OPERATION_DERIVE);
+  ExpectInvalid(ValidateGenerateKey(r), "allowed_operations: DERIVE");
 }
 
 TEST(RequestValidationTest, ListKeys) {
