@@ -470,7 +470,7 @@ absl::StatusOr<v1::EncryptResponse> Client::Encrypt(
 absl::StatusOr<v1::DeriveResponse> Client::Derive(
     const v1::DeriveRequest& request, const CallOptions& options) {
   return TypedCall<v1::DeriveResponse>(*this, "/hsmd.v1.KeyService/Derive",
-                                        request, options);
+                                       request, options);
 }
 
 absl::StatusOr<v1::GenerateRandomResponse> Client::GenerateRandom(

@@ -509,7 +509,8 @@ TEST_F(ClientTest, Sm4EncryptAndDecrypt) {
 TEST_F(ClientTest, Derive) {
   v1::DeriveRequest request;
   request.mutable_key()->set_uri("pkcs11:object=ec-p256");
-  request.mutable_ecdh()->set_peer_public_key(std::string("\x04peer\0point", 12));
+  request.mutable_ecdh()->set_peer_public_key(
+      std::string("\x04peer\0point", 12));
   absl::StatusOr<v1::DeriveResponse> derived = client_->Derive(request);
   ASSERT_TRUE(derived.ok()) << derived.status();
   EXPECT_EQ(derived->shared_secret(),

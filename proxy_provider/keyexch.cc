@@ -88,11 +88,10 @@ class ExchangeContext {
     }
     // Checks the point and that both keys are on the same curve.
     if (EVP_PKEY_derive_set_peer(shadow_.get(), peer->pkey()) != 1) {
-      return WithReason(
-          absl::InvalidArgumentError(absl::StrCat(
-              "the peer key does not fit ", key_->Describe(),
-              " (another curve, or not a valid point)")),
-          Reason::kUnsupported);
+      return WithReason(absl::InvalidArgumentError(absl::StrCat(
+                            "the peer key does not fit ", key_->Describe(),
+                            " (another curve, or not a valid point)")),
+                        Reason::kUnsupported);
     }
     peer_ = std::move(peer);
     return absl::OkStatus();
@@ -197,9 +196,9 @@ class ExchangeContext {
     KdfSettings kdf;
     if (type[0] == '\0') return kdf;
     if (std::strcmp(type, OSSL_KDF_NAME_X963KDF) != 0) {
-      return UnsupportedError(absl::StrCat(
-          "ECDH KDF \"", type,
-          "\" is not available with HSM keys (none or X963KDF)"));
+      return UnsupportedError(
+          absl::StrCat("ECDH KDF \"", type,
+                       "\" is not available with HSM keys (none or X963KDF)"));
     }
     if (!complete) return kdf;
     if (digest[0] == '\0') {
@@ -218,11 +217,10 @@ class ExchangeContext {
   }
 
   // The X9.63 KDF over the HSM's shared secret, into `out` (kdf.outlen).
-  absl::StatusOr<size_t> X963Kdf(const KdfSettings& kdf,
-                                 std::string& secret, unsigned char* out) {
-    EvpKdfPtr algorithm(EVP_KDF_fetch(provider_->libctx(),
-                                      OSSL_KDF_NAME_X963KDF,
-                                      kDefaultProviderQuery));
+  absl::StatusOr<size_t> X963Kdf(const KdfSettings& kdf, std::string& secret,
+                                 unsigned char* out) {
+    EvpKdfPtr algorithm(EVP_KDF_fetch(
+        provider_->libctx(), OSSL_KDF_NAME_X963KDF, kDefaultProviderQuery));
     EvpKdfCtxPtr ctx(algorithm == nullptr ? nullptr
                                           : EVP_KDF_CTX_new(algorithm.get()));
     if (ctx == nullptr) {
@@ -249,8 +247,7 @@ class ExchangeContext {
     if (length <= 0) {
       return absl::InternalError("could not encode the ECDH peer key");
     }
-    std::string spki(reinterpret_cast<char*>(der),
-                     static_cast<size_t>(length));
+    std::string spki(reinterpret_cast<char*>(der), static_cast<size_t>(length));
     OPENSSL_free(der);
     return spki;
   }

@@ -68,8 +68,8 @@ absl::StatusOr<std::string> PointFromSpki(absl::string_view der,
     return Invalid("has trailing bytes after the SubjectPublicKeyInfo");
   }
   if (EVP_PKEY_get_base_id(pkey.get()) != EVP_PKEY_EC) {
-    return Invalid(absl::StrCat("is a ", OBJ_nid2sn(EVP_PKEY_get_base_id(
-                                             pkey.get())),
+    return Invalid(absl::StrCat("is a ",
+                                OBJ_nid2sn(EVP_PKEY_get_base_id(pkey.get())),
                                 " key; ECDH needs an EC public key"));
   }
   char group[80] = {0};
@@ -87,8 +87,8 @@ absl::StatusOr<std::string> PointFromSpki(absl::string_view der,
   unsigned char point[160];
   size_t point_len = 0;
   if (EVP_PKEY_get_octet_string_param(pkey.get(),
-                                      OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
-                                      point, sizeof(point), &point_len) != 1) {
+                                      OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
+                                      sizeof(point), &point_len) != 1) {
     return Invalid("holds no readable EC point");
   }
   return std::string(reinterpret_cast<char*>(point), point_len);
@@ -144,10 +144,9 @@ absl::StatusOr<std::string> EcdhPeerPoint(absl::string_view peer,
     ERR_clear_error();
     return absl::ResourceExhaustedError("out of memory parsing an EC point");
   }
-  if (EC_POINT_oct2point(
-          group.get(), point.get(),
-          reinterpret_cast<const unsigned char*>(encoded.data()),
-          encoded.size(), bn_ctx.get()) != 1) {
+  if (EC_POINT_oct2point(group.get(), point.get(),
+                         reinterpret_cast<const unsigned char*>(encoded.data()),
+                         encoded.size(), bn_ctx.get()) != 1) {
     return Invalid(absl::StrCat("is not a point on ", CurveLabel(curve),
                                 " (wrong length, or off the curve)"));
   }
@@ -155,8 +154,7 @@ absl::StatusOr<std::string> EcdhPeerPoint(absl::string_view peer,
   // (an off-curve point leaks bits of the private key).
   if (EC_POINT_is_at_infinity(group.get(), point.get()) == 1 ||
       EC_POINT_is_on_curve(group.get(), point.get(), bn_ctx.get()) != 1) {
-    return Invalid(
-        absl::StrCat("is not a valid point on ", CurveLabel(curve)));
+    return Invalid(absl::StrCat("is not a valid point on ", CurveLabel(curve)));
   }
   const size_t field = EcFieldBytes(curve);
   std::string out(2 * field + 1, '\0');
@@ -185,13 +183,13 @@ absl::StatusOr<EvpPkeyPtr> EcPublicKeyFromPoint(absl::string_view point,
   ParamsPtr params(OSSL_PARAM_BLD_to_param(bld.get()));
   EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
   EVP_PKEY* pkey = nullptr;
-  if (params == nullptr || ctx == nullptr || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+  if (params == nullptr || ctx == nullptr ||
+      EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
       EVP_PKEY_fromdata(ctx.get(), &pkey, EVP_PKEY_PUBLIC_KEY, params.get()) !=
           1) {
     ERR_clear_error();
-    return absl::InvalidArgumentError(
-        absl::StrCat("peer_public_key: not a valid point on ",
-                     CurveLabel(curve)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "peer_public_key: not a valid point on ", CurveLabel(curve)));
   }
   return EvpPkeyPtr(pkey);
 }
@@ -212,7 +210,8 @@ absl::StatusOr<std::string> SoftwareEcdh(EVP_PKEY* private_key,
         "same curve)");
   }
   std::string secret(len, '\0');
-  if (EVP_PKEY_derive(ctx.get(), reinterpret_cast<unsigned char*>(secret.data()),
+  if (EVP_PKEY_derive(ctx.get(),
+                      reinterpret_cast<unsigned char*>(secret.data()),
                       &len) != 1) {
     ERR_clear_error();
     return absl::InternalError("EVP_PKEY_derive failed");

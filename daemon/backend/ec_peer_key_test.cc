@@ -65,15 +65,13 @@ TEST(EcPeerKeyTest, RejectsOtherCurvesKeyTypesAndGarbage) {
   absl::StatusOr<std::string> other_curve =
       EcdhPeerPoint(Spki(p384.get()), v1::CURVE_P256, "key \"ec-p256\"");
   EXPECT_EQ(other_curve.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(other_curve.status().message().find("secp384r1"),
-            std::string::npos)
+  EXPECT_NE(other_curve.status().message().find("secp384r1"), std::string::npos)
       << other_curve.status();
   EXPECT_NE(other_curve.status().message().find("ec-p256"), std::string::npos);
   // A P-384 point given bare to a P-256 key: wrong length.
-  EXPECT_EQ(EcdhPeerPoint(Point(p384.get()), v1::CURVE_P256, "k")
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      EcdhPeerPoint(Point(p384.get()), v1::CURVE_P256, "k").status().code(),
+      absl::StatusCode::kInvalidArgument);
 
   EvpPkeyPtr ed = NewKey("ED25519", nullptr);
   absl::StatusOr<std::string> ed_peer =
@@ -92,10 +90,9 @@ TEST(EcPeerKeyTest, RejectsOtherCurvesKeyTypesAndGarbage) {
           .code(),
       absl::StatusCode::kInvalidArgument);
   // A key that is not on a NIST curve cannot derive.
-  EXPECT_EQ(EcdhPeerPoint(Point(p384.get()), v1::CURVE_ED25519, "k")
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      EcdhPeerPoint(Point(p384.get()), v1::CURVE_ED25519, "k").status().code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 TEST(EcPeerKeyTest, RejectsPointsOffTheCurve) {
@@ -113,18 +110,17 @@ TEST(EcPeerKeyTest, RejectsPointsOffTheCurve) {
   EXPECT_EQ(EcdhPeerPoint(spki, v1::CURVE_P256, "k").status().code(),
             absl::StatusCode::kInvalidArgument);
   // The point at infinity (a single 0x00) is not a point encoding we accept.
-  EXPECT_EQ(EcdhPeerPoint(std::string(1, '\0'), v1::CURVE_P256, "k")
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      EcdhPeerPoint(std::string(1, '\0'), v1::CURVE_P256, "k").status().code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 TEST(EcPeerKeyTest, AcceptsCompressedPoints) {
   EvpPkeyPtr peer = NewKey("EC", "P-256");
   const std::string uncompressed = Point(peer.get());
   // Compress by hand: 0x02 | (y & 1), then X.
-  std::string compressed(1, static_cast<char>(
-                                0x02 | (uncompressed.back() & 1)));
+  std::string compressed(1,
+                         static_cast<char>(0x02 | (uncompressed.back() & 1)));
   compressed += uncompressed.substr(1, 32);
   absl::StatusOr<std::string> point =
       EcdhPeerPoint(compressed, v1::CURVE_P256, "k");

@@ -128,8 +128,8 @@ bool Policy::Rule::Grants(Op op) const {
   switch (op) {
     case Op::kList:
       return (ops & (Bit(Op::kList) | Bit(Op::kSign) | Bit(Op::kDecrypt) |
-                     Bit(Op::kEncrypt) | Bit(Op::kDerive) |
-                     Bit(Op::kAdmin))) != 0;
+                     Bit(Op::kEncrypt) | Bit(Op::kDerive) | Bit(Op::kAdmin))) !=
+             0;
     case Op::kStatus:
       return (ops & (Bit(Op::kStatus) | Bit(Op::kAdmin))) != 0;
     default:

@@ -301,10 +301,10 @@ TEST_P(ServiceConformanceTest, DeriveAgreesWithThePeerAndRejectsBadPeers) {
   EXPECT_EQ(response.key_id(), ec.key_id());
   // The peer's side of the agreement: its private key with the HSM key's
   // public key.
-  const auto* p = reinterpret_cast<const unsigned char*>(
-      ec.public_key_der().data());
-  EvpPkeyPtr hsm_public(d2i_PUBKEY(
-      nullptr, &p, static_cast<long>(ec.public_key_der().size())));
+  const auto* p =
+      reinterpret_cast<const unsigned char*>(ec.public_key_der().data());
+  EvpPkeyPtr hsm_public(
+      d2i_PUBKEY(nullptr, &p, static_cast<long>(ec.public_key_der().size())));
   ASSERT_NE(hsm_public, nullptr);
   EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, peer.get(), nullptr));
   size_t len = 0;
@@ -312,10 +312,10 @@ TEST_P(ServiceConformanceTest, DeriveAgreesWithThePeerAndRejectsBadPeers) {
   ASSERT_EQ(EVP_PKEY_derive_set_peer(ctx.get(), hsm_public.get()), 1);
   ASSERT_EQ(EVP_PKEY_derive(ctx.get(), nullptr, &len), 1);
   std::string expected(len, '\0');
-  ASSERT_EQ(EVP_PKEY_derive(
-                ctx.get(), reinterpret_cast<unsigned char*>(expected.data()),
-                &len),
-            1);
+  ASSERT_EQ(
+      EVP_PKEY_derive(ctx.get(),
+                      reinterpret_cast<unsigned char*>(expected.data()), &len),
+      1);
   EXPECT_EQ(response.shared_secret(), expected);
 
   // A peer on another curve, a key of another type, a missing peer.

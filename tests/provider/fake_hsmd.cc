@@ -585,9 +585,8 @@ absl::StatusOr<v1::DeriveResponse> FakeHsmd::Derive(
       EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1 ||
       EVP_PKEY_derive(ctx.get(), nullptr, &length) != 1) {
     ERR_clear_error();
-    return absl::InvalidArgumentError(
-        absl::StrCat("peer_public_key: is not on the curve of ",
-                     entry->key.uri()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "peer_public_key: is not on the curve of ", entry->key.uri()));
   }
   std::string secret(length, '\0');
   if (EVP_PKEY_derive(ctx.get(),

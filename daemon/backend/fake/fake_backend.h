@@ -59,8 +59,8 @@ class FakeBackend final : public Backend {
       const v1::DecryptRequest& request, const RequestContext& ctx) override;
   // ECDH in software with the key's EVP_PKEY (same checks as the PKCS#11
   // backend).
-  absl::StatusOr<v1::DeriveResponse> Derive(
-      const v1::DeriveRequest& request, const RequestContext& ctx) override;
+  absl::StatusOr<v1::DeriveResponse> Derive(const v1::DeriveRequest& request,
+                                            const RequestContext& ctx) override;
   absl::StatusOr<std::string> GenerateRandom(
       uint32_t length, const RequestContext& ctx) override;
   absl::StatusOr<v1::Key> GenerateKey(const v1::GenerateKeyRequest& request,

@@ -98,10 +98,10 @@ absl::StatusOr<DerivePlan> PlanDerive(const v1::Key& key,
     return absl::InvalidArgumentError("algorithm is required (ecdh)");
   }
   if (key.key_type() != v1::KEY_TYPE_EC) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "algorithm ecdh does not fit key type ",
-        v1::KeyType_Name(key.key_type()), " of ", DescribeKey(key),
-        " (ECDH needs an EC key)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("algorithm ecdh does not fit key type ",
+                     v1::KeyType_Name(key.key_type()), " of ", DescribeKey(key),
+                     " (ECDH needs an EC key)"));
   }
   if (!AllowsDerive(key)) {
     return absl::FailedPreconditionError(
@@ -121,8 +121,8 @@ absl::StatusOr<std::string> RunDerive(CK_FUNCTION_LIST* fns,
                                       CK_SESSION_HANDLE session,
                                       CK_OBJECT_HANDLE key_handle,
                                       const DerivePlan& plan) {
-  absl::StatusOr<std::string> secret = DeriveOnce(
-      fns, session, key_handle, plan.peer_point, plan.secret_length);
+  absl::StatusOr<std::string> secret =
+      DeriveOnce(fns, session, key_handle, plan.peer_point, plan.secret_length);
   std::optional<CK_RV> rv = GetCkRv(secret.status());
   if (!secret.ok() && rv.has_value() &&
       (*rv == CKR_MECHANISM_PARAM_INVALID || *rv == CKR_ARGUMENTS_BAD ||

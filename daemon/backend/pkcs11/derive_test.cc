@@ -66,14 +66,14 @@ class DeriveTest : public ::testing::Test {
         NewPkcs11Backend(env_->BackendOptions());
     ASSERT_TRUE(backend.ok()) << backend.status();
     backend_ = backend->release();
-    p256_ = new v1::Key(Generate("ecdh-p256", v1::KEY_TYPE_EC, v1::CURVE_P256,
-                                 {}));
-    p384_ = new v1::Key(Generate("ecdh-p384", v1::KEY_TYPE_EC, v1::CURVE_P384,
-                                 {}));
+    p256_ =
+        new v1::Key(Generate("ecdh-p256", v1::KEY_TYPE_EC, v1::CURVE_P256, {}));
+    p384_ =
+        new v1::Key(Generate("ecdh-p384", v1::KEY_TYPE_EC, v1::CURVE_P384, {}));
     sign_only_ = new v1::Key(Generate("ec-sign-only", v1::KEY_TYPE_EC,
                                       v1::CURVE_P256, {v1::OPERATION_SIGN}));
-    ed25519_ = new v1::Key(Generate("ed", v1::KEY_TYPE_ED25519,
-                                    v1::CURVE_UNSPECIFIED, {}));
+    ed25519_ = new v1::Key(
+        Generate("ed", v1::KEY_TYPE_ED25519, v1::CURVE_UNSPECIFIED, {}));
   }
 
   static void TearDownTestSuite() { backend_->Shutdown(); }
