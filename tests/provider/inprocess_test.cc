@@ -521,13 +521,13 @@ TEST_F(InProcessTest, EcdhErrorsNameTheProblem) {
   fake()->set_unavailable(false);
   ASSERT_FALSE(secret.ok());
   EXPECT_THAT(secret.status().message(), HasSubstr("unavailable"));
-  // A KDF other than X9.63 cannot be honoured with an HSM key.
+  // The X9.63 KDF without its digest cannot run: a clear error at derive
+  // time (the default provider accepts no other KDF type at all).
   EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(libctx(), key.get(), nullptr));
   ASSERT_EQ(EVP_PKEY_derive_init(ctx.get()), 1);
   ASSERT_EQ(EVP_PKEY_derive_set_peer(ctx.get(), p256_peer.get()), 1);
   EXPECT_EQ(EVP_PKEY_CTX_set_ecdh_kdf_type(ctx.get(), EVP_PKEY_ECDH_KDF_X9_63),
             1);
-  // X9.63 without digest: refused at derive time with a clear message.
   size_t length = 0;
   EXPECT_NE(EVP_PKEY_derive(ctx.get(), nullptr, &length), 1);
   EXPECT_THAT(DrainErrors(), HasSubstr("X9.63"));
