@@ -467,6 +467,12 @@ absl::StatusOr<v1::EncryptResponse> Client::Encrypt(
                                         request, options);
 }
 
+absl::StatusOr<v1::DeriveResponse> Client::Derive(
+    const v1::DeriveRequest& request, const CallOptions& options) {
+  return TypedCall<v1::DeriveResponse>(*this, "/hsmd.v1.KeyService/Derive",
+                                       request, options);
+}
+
 absl::StatusOr<v1::GenerateRandomResponse> Client::GenerateRandom(
     const v1::GenerateRandomRequest& request, const CallOptions& options) {
   return TypedCall<v1::GenerateRandomResponse>(

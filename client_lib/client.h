@@ -90,6 +90,10 @@ class Client {
                                               const CallOptions& options = {});
   absl::StatusOr<v1::EncryptResponse> Encrypt(const v1::EncryptRequest& request,
                                               const CallOptions& options = {});
+  // ECDH with an HSM key; the response holds the raw shared secret (wipe it
+  // after use).
+  absl::StatusOr<v1::DeriveResponse> Derive(const v1::DeriveRequest& request,
+                                            const CallOptions& options = {});
   absl::StatusOr<v1::GenerateRandomResponse> GenerateRandom(
       const v1::GenerateRandomRequest& request,
       const CallOptions& options = {});

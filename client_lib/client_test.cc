@@ -506,6 +506,28 @@ TEST_F(ClientTest, Sm4EncryptAndDecrypt) {
   EXPECT_EQ(client_->stats().connections_opened, 1u);
 }
 
+TEST_F(ClientTest, Derive) {
+  v1::DeriveRequest request;
+  request.mutable_key()->set_uri("pkcs11:object=ec-p256");
+  request.mutable_ecdh()->set_peer_public_key(
+      std::string("\x04peer\0point", 12));
+  absl::StatusOr<v1::DeriveResponse> derived = client_->Derive(request);
+  ASSERT_TRUE(derived.ok()) << derived.status();
+  EXPECT_EQ(derived->shared_secret(),
+            Sha256(std::string("\x04peer\0point", 12)));
+  EXPECT_EQ(derived->key_id(), "pkcs11:object=ec-p256");
+
+  // A server error keeps code, message and backend detail.
+  request.mutable_key()->set_uri(std::string(testing::kErrorKey));
+  derived = client_->Derive(request);
+  ASSERT_FALSE(derived.ok());
+  EXPECT_EQ(derived.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(derived.status().message(), testing::kErrorMessage);
+  std::optional<v1::ErrorDetail> detail = GetErrorDetail(derived.status());
+  ASSERT_TRUE(detail.has_value());
+  EXPECT_EQ(detail->backend_function(), "C_DeriveKey");
+}
+
 TEST_F(ClientTest, Sm4RequestBuildersRejectBadInput) {
   const v1::KeyRef key = UriRef("sdf:device=card0;index=2;usage=sm4");
   const std::string block(kSm4BlockBytes, 'b');

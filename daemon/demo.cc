@@ -251,7 +251,8 @@ std::string ConfigText(const std::string& dir, const std::string& socket,
       getuid(),
       "\"\n"
       "    keys: \"*\"\n"
-      "    operations: [SIGN, DECRYPT, ENCRYPT, RANDOM, LIST, STATUS, ADMIN]\n"
+      "    operations: [SIGN, DECRYPT, ENCRYPT, DERIVE, RANDOM, LIST, STATUS,\n"
+      "                 ADMIN]\n"
       "  }\n"
       "}\n");
 }

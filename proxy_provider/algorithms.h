@@ -70,6 +70,9 @@ inline constexpr char kRsaCipherNames[] =
     "RSA:rsaEncryption:1.2.840.113549.1.1.1";
 inline constexpr char kSm2CipherNames[] = "SM2:1.2.156.10197.1.301";
 
+// Key exchange (EC keys; OpenSSL's name for ECDH).
+inline constexpr char kEcdhKeyExchangeNames[] = "ECDH";
+
 // OSSL_STORE schemes: RFC 7512 URIs, and hsmd's SDF key URIs
 // (`sdf:device=NAME;index=N;usage=sign|enc`).
 inline constexpr char kStoreScheme[] = "pkcs11";

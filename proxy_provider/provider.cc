@@ -15,6 +15,7 @@
 #include "proxy_provider/debug.h"
 #include "proxy_provider/decoder.h"
 #include "proxy_provider/errors.h"
+#include "proxy_provider/keyexch.h"
 #include "proxy_provider/keymgmt.h"
 #include "proxy_provider/rand.h"
 #include "proxy_provider/signature.h"
@@ -79,6 +80,12 @@ const OSSL_ALGORITHM kDecoderAlgorithms[] = {
      "Ed25519 key named by a PKCS#11 PROVIDER URI file"},
     {kSm2KeyNames, kDerDecoderProperties, kSm2UriDecoderFunctions,
      "SM2 key named by a PKCS#11 PROVIDER URI file"},
+    {nullptr, nullptr, nullptr, nullptr},
+};
+
+const OSSL_ALGORITHM kKeyExchangeAlgorithms[] = {
+    {kEcdhKeyExchangeNames, kProperties, kEcdhKeyExchangeFunctions,
+     "ECDH key agreement by hsmd"},
     {nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -167,6 +174,8 @@ const OSSL_ALGORITHM* QueryOperation(void* provctx, int operation_id,
       return sm2 ? kSignatureAlgorithms : NoSm2().signature.data();
     case OSSL_OP_ASYM_CIPHER:
       return sm2 ? kAsymCipherAlgorithms : NoSm2().cipher.data();
+    case OSSL_OP_KEYEXCH:
+      return kKeyExchangeAlgorithms;
     case OSSL_OP_STORE:
       return kStoreAlgorithms;
     case OSSL_OP_DECODER:

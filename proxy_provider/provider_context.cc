@@ -123,11 +123,13 @@ absl::Status ProviderContext::Init(const OSSL_DISPATCH* in) {
   ed25519_signature_ =
       EVP_SIGNATURE_fetch(libctx_, "ED25519", kDefaultProviderQuery);
   rsa_cipher_ = EVP_ASYM_CIPHER_fetch(libctx_, "RSA", kDefaultProviderQuery);
+  ecdh_exchange_ = EVP_KEYEXCH_fetch(libctx_, "ECDH", kDefaultProviderQuery);
   if (rsa_signature_ == nullptr || ecdsa_signature_ == nullptr ||
-      ed25519_signature_ == nullptr || rsa_cipher_ == nullptr) {
+      ed25519_signature_ == nullptr || rsa_cipher_ == nullptr ||
+      ecdh_exchange_ == nullptr) {
     return absl::InternalError(
-        "the default provider lacks RSA, ECDSA or Ed25519 signatures or RSA "
-        "encryption");
+        "the default provider lacks RSA, ECDSA or Ed25519 signatures, RSA "
+        "encryption or ECDH");
   }
 
   random_pool_ = std::make_unique<RandomPool>(
@@ -203,6 +205,7 @@ ProviderContext::~ProviderContext() {
   }
   EVP_SIGNATURE_free(rsa_signature_);
   EVP_SIGNATURE_free(ecdsa_signature_);
+  EVP_KEYEXCH_free(ecdh_exchange_);
   EVP_SIGNATURE_free(ed25519_signature_);
   EVP_SIGNATURE_free(sm2_signature_);
   EVP_ASYM_CIPHER_free(rsa_cipher_);

@@ -93,6 +93,7 @@ class ProviderContext {
   EVP_SIGNATURE* default_sm2_signature() const { return sm2_signature_; }
   EVP_ASYM_CIPHER* default_rsa_cipher() const { return rsa_cipher_; }
   EVP_ASYM_CIPHER* default_sm2_cipher() const { return sm2_cipher_; }
+  EVP_KEYEXCH* default_ecdh_exchange() const { return ecdh_exchange_; }
 
   // Puts `status` (non-OK) on OpenSSL's error queue: reason from
   // ReasonOf(status), data from ErrorText(status).
@@ -118,6 +119,7 @@ class ProviderContext {
   EVP_KEYMGMT* keymgmt_[kKeyKindCount] = {};
   EVP_SIGNATURE* rsa_signature_ = nullptr;
   EVP_SIGNATURE* ecdsa_signature_ = nullptr;
+  EVP_KEYEXCH* ecdh_exchange_ = nullptr;
   EVP_SIGNATURE* ed25519_signature_ = nullptr;
   EVP_SIGNATURE* sm2_signature_ = nullptr;
   EVP_ASYM_CIPHER* rsa_cipher_ = nullptr;

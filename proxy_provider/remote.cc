@@ -116,4 +116,19 @@ absl::StatusOr<std::string> RemoteDecrypt(
   return std::move(*response->mutable_plaintext());
 }
 
+absl::StatusOr<std::string> RemoteDerive(ProviderContext& provider,
+                                         const HsmKeyRef& key,
+                                         absl::string_view peer_spki) {
+  ASSIGN_OR_RETURN(client::Client * client, provider.client());
+  v1::DeriveRequest request;
+  *request.mutable_key() = RefFor(key);
+  request.mutable_ecdh()->set_peer_public_key(std::string(peer_spki));
+  absl::StatusOr<v1::DeriveResponse> response =
+      client->Derive(request, provider.call_options());
+  if (!response.ok()) return ForKey(response.status(), key);
+  HSMPROXY_DEBUG_LOG("derived a ", response->shared_secret().size(),
+                     "-byte ECDH secret with ", key.uri);
+  return std::move(*response->mutable_shared_secret());
+}
+
 }  // namespace hsmd::proxy

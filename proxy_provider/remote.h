@@ -32,6 +32,12 @@ absl::StatusOr<std::string> RemoteDecrypt(
     ProviderContext& provider, const HsmKeyRef& key,
     const v1::DecryptionAlgorithm& algorithm, absl::string_view ciphertext);
 
+// ECDH with an HSM key and the peer's public key (DER SubjectPublicKeyInfo).
+// Returns the raw shared secret (the x-coordinate); the caller wipes it.
+absl::StatusOr<std::string> RemoteDerive(ProviderContext& provider,
+                                         const HsmKeyRef& key,
+                                         absl::string_view peer_spki);
+
 }  // namespace hsmd::proxy
 
 #endif  // HSMD_PROXY_PROVIDER_REMOTE_H_

@@ -186,6 +186,20 @@ class KeyServiceImpl final : public v1::KeyService::Service {
     return grpc::Status::OK;
   }
 
+  // The "secret" is SHA-256 of the peer key, so clients can check what
+  // reached the server.
+  grpc::Status Derive(grpc::ServerContext* /*context*/,
+                      const v1::DeriveRequest* request,
+                      v1::DeriveResponse* response) override {
+    ++requests_served;
+    if (request->key().uri() == kErrorKey) {
+      return ScriptedError("pkcs11", "C_DeriveKey", request->key().uri());
+    }
+    response->set_shared_secret(Sha256(request->ecdh().peer_public_key()));
+    response->set_key_id(request->key().uri());
+    return grpc::Status::OK;
+  }
+
   grpc::Status GenerateRandom(grpc::ServerContext* /*context*/,
                               const v1::GenerateRandomRequest* request,
                               v1::GenerateRandomResponse* response) override {

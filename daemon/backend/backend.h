@@ -71,6 +71,17 @@ class Backend {
         "backend " + name() + " holds no keys that can encrypt");
   }
 
+  // Key agreement (ECDH) with an HSM-held private key. Backends without it
+  // keep this default.
+  virtual absl::StatusOr<v1::DeriveResponse> Derive(
+      const v1::DeriveRequest& request, const RequestContext& ctx) {
+    (void)request;
+    (void)ctx;
+    return absl::UnimplementedError("backend \"" + name() + "\" (" + kind() +
+                                    ") does not support key agreement "
+                                    "(Derive)");
+  }
+
   virtual absl::StatusOr<std::string> GenerateRandom(
       uint32_t length, const RequestContext& ctx) = 0;
 

@@ -25,6 +25,8 @@ absl::StatusOr<Op> FromConfig(config::Rule::Operation op) {
       return Op::kDecrypt;
     case config::Rule::ENCRYPT:
       return Op::kEncrypt;
+    case config::Rule::DERIVE:
+      return Op::kDerive;
     case config::Rule::RANDOM:
       return Op::kRandom;
     case config::Rule::LIST:
@@ -38,7 +40,7 @@ absl::StatusOr<Op> FromConfig(config::Rule::Operation op) {
   }
   return absl::InvalidArgumentError(
       "OPERATION_UNSPECIFIED is not an operation (use SIGN, DECRYPT, "
-      "ENCRYPT, RANDOM, LIST, STATUS or ADMIN)");
+      "ENCRYPT, DERIVE, RANDOM, LIST, STATUS or ADMIN)");
 }
 
 absl::StatusOr<uid_t> ResolveUser(absl::string_view user) {
@@ -106,6 +108,8 @@ absl::string_view OpName(Op op) {
       return "status";
     case Op::kAdmin:
       return "admin";
+    case Op::kDerive:
+      return "derive";
   }
   return "unknown";
 }
@@ -124,7 +128,8 @@ bool Policy::Rule::Grants(Op op) const {
   switch (op) {
     case Op::kList:
       return (ops & (Bit(Op::kList) | Bit(Op::kSign) | Bit(Op::kDecrypt) |
-                     Bit(Op::kEncrypt) | Bit(Op::kAdmin))) != 0;
+                     Bit(Op::kEncrypt) | Bit(Op::kDerive) | Bit(Op::kAdmin))) !=
+             0;
     case Op::kStatus:
       return (ops & (Bit(Op::kStatus) | Bit(Op::kAdmin))) != 0;
     default:
@@ -176,8 +181,8 @@ void ValidatePolicy(const config::Policy& policy, const ErrorSink& errors) {
     }
     if (rule.operations_size() == 0) {
       errors(field + ".operations",
-             "grants nothing: list operations (SIGN, DECRYPT, ENCRYPT, RANDOM, "
-             "LIST, STATUS, ADMIN)");
+             "grants nothing: list operations (SIGN, DECRYPT, ENCRYPT, DERIVE, "
+             "RANDOM, LIST, STATUS, ADMIN)");
     }
     bool needs_keys = false;
     for (int j = 0; j < rule.operations_size(); ++j) {
@@ -191,8 +196,8 @@ void ValidatePolicy(const config::Policy& policy, const ErrorSink& errors) {
     }
     if (needs_keys && rule.keys_size() == 0) {
       errors(field + ".keys",
-             "is required for SIGN, DECRYPT, ENCRYPT, LIST and ADMIN (\"*\" "
-             "for every key)");
+             "is required for SIGN, DECRYPT, ENCRYPT, DERIVE, LIST and ADMIN "
+             "(\"*\" for every key)");
     }
     for (int j = 0; j < rule.keys_size(); ++j) {
       absl::StatusOr<KeyPattern> pattern = KeyPattern::Parse(rule.keys(j));

@@ -26,9 +26,19 @@
 
 namespace hsmd::policy {
 
-enum class Op { kSign, kDecrypt, kEncrypt, kRandom, kList, kStatus, kAdmin };
+enum class Op {
+  kSign,
+  kDecrypt,
+  kEncrypt,
+  kRandom,
+  kList,
+  kStatus,
+  kAdmin,
+  kDerive,
+};
 
-// "sign", "decrypt", "encrypt", "random", "list", "status", "admin".
+// "sign", "decrypt", "encrypt", "random", "list", "status", "admin",
+// "derive".
 absl::string_view OpName(Op op);
 
 // Receives (field path relative to `policy`, e.g. "rules[0].users[1]",

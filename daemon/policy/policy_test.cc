@@ -90,6 +90,7 @@ TEST(PolicyTest, OperationsAndKeys) {
             operations: [SIGN] }
     rules { users: "1000" keys: "db" operations: [DECRYPT, LIST] }
     rules { users: "1000" keys: "sm4-*" operations: [ENCRYPT] }
+    rules { users: "1000" keys: "ecdh-*" operations: [DERIVE] }
     rules { users: "1000" operations: [RANDOM] })");
   const PeerIdentity peer = Peer(1000, 1000);
   const KeyAttributes web = Key("web-1");
@@ -109,6 +110,13 @@ TEST(PolicyTest, OperationsAndKeys) {
   EXPECT_TRUE(policy->Allows(&peer, Op::kList, &sm4));
   EXPECT_FALSE(policy->Allows(&peer, Op::kDecrypt, &sm4));
   EXPECT_FALSE(policy->Allows(&peer, Op::kEncrypt, &db));
+  // DERIVE grants key agreement (and visibility), nothing else.
+  const KeyAttributes ecdh = Key("ecdh-1");
+  EXPECT_TRUE(policy->Allows(&peer, Op::kDerive, &ecdh));
+  EXPECT_TRUE(policy->Allows(&peer, Op::kList, &ecdh));
+  EXPECT_FALSE(policy->Allows(&peer, Op::kSign, &ecdh));
+  EXPECT_FALSE(policy->Allows(&peer, Op::kDerive, &web));
+  EXPECT_EQ(OpName(Op::kDerive), "derive");
   EXPECT_TRUE(policy->Allows(&peer, Op::kRandom, nullptr));
   EXPECT_FALSE(policy->Allows(&peer, Op::kStatus, nullptr));
   EXPECT_FALSE(policy->Allows(&peer, Op::kAdmin, &web));

@@ -166,6 +166,27 @@ TEST_F(AccessControlTest, EncryptNeedsItsOwnGrant) {
   EXPECT_THAT(ListedLabels(), UnorderedElementsAre("web-1"));
 }
 
+TEST_F(AccessControlTest, DeriveNeedsItsOwnGrant) {
+  Start(R"(rules { users: "$ME" keys: "web-*" operations: [DERIVE] })");
+  v1::DeriveRequest derive;
+  derive.mutable_key()->set_uri("pkcs11:object=web-1");
+  // Any P-256 public key serves as the peer.
+  derive.mutable_ecdh()->set_peer_public_key(keys_["other"].public_key_der());
+  v1::DeriveResponse response;
+  grpc::Status s = daemon_->keys().Derive(Context().get(), derive, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.shared_secret().size(), 32u);
+  EXPECT_EQ(response.key_id(), keys_["web-1"].key_id());
+  derive.mutable_key()->set_uri("pkcs11:object=db");
+  ExpectDenied(daemon_->keys().Derive(Context().get(), derive, &response),
+               "derive with pkcs11:object=db");
+  // DERIVE grants neither signing nor anything on other keys.
+  v1::SignResponse signature;
+  ExpectDenied(Sign("pkcs11:object=web-1", &signature),
+               "sign with pkcs11:object=web-1");
+  EXPECT_THAT(ListedLabels(), UnorderedElementsAre("web-1"));
+}
+
 TEST_F(AccessControlTest, CallersWithoutGrantsLearnNothingAboutKeys) {
   Start(R"(rules { users: "4242" keys: "*" operations: [SIGN, LIST] })");
   v1::SignResponse response;

@@ -191,6 +191,34 @@ grpc::Status KeyService::Encrypt(grpc::ServerContext* context,
   return scope.Finish(std::move(status));
 }
 
+grpc::Status KeyService::Derive(grpc::ServerContext* context,
+                                const v1::DeriveRequest* request,
+                                v1::DeriveResponse* response) {
+  RequestScope scope(env_, context, "Derive");
+  scope.SetKeyRef(request->key());
+  scope.SetMechanism(DescribeMechanism(*request));
+  absl::Status status = [&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateDerive(*request));
+    const std::string action = absl::StrCat("derive with ", scope.key_ref());
+    ASSIGN_OR_RETURN(
+        BackendRegistry::Route route,
+        RouteAuthorized(env_, scope, request->key(), Op::kDerive, action));
+    absl::StatusOr<v1::DeriveResponse> result =
+        route.backend->Derive(*request, scope.ctx());
+    env_.registry->Observe(request->key(), result.status(),
+                           result.ok() ? result->key_id() : "");
+    if (!result.ok()) return result.status();
+    if (result->key_id() != route.key_id) {
+      RETURN_IF_ERROR(AuthorizeActualKey(
+          env_, scope, route.backend, result->key_id(), Op::kDerive, action));
+      scope.SetKey(result->key_id(), "");
+    }
+    *response = *std::move(result);
+    return absl::OkStatus();
+  }();
+  return scope.Finish(std::move(status));
+}
+
 grpc::Status KeyService::GenerateRandom(
     grpc::ServerContext* context, const v1::GenerateRandomRequest* request,
     v1::GenerateRandomResponse* response) {

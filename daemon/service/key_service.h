@@ -28,6 +28,9 @@ class KeyService final : public v1::KeyService::Service {
   grpc::Status Encrypt(grpc::ServerContext* context,
                        const v1::EncryptRequest* request,
                        v1::EncryptResponse* response) override;
+  grpc::Status Derive(grpc::ServerContext* context,
+                      const v1::DeriveRequest* request,
+                      v1::DeriveResponse* response) override;
   grpc::Status GenerateRandom(grpc::ServerContext* context,
                               const v1::GenerateRandomRequest* request,
                               v1::GenerateRandomResponse* response) override;

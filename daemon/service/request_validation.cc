@@ -318,6 +318,34 @@ absl::Status ValidateEncrypt(const v1::EncryptRequest& request,
                  "is required (sm4; public-key encryption needs no HSM)");
 }
 
+absl::Status ValidateDerive(const v1::DeriveRequest& request) {
+  if (absl::Status s = ValidateKeyRef(request.key(), "key"); !s.ok()) return s;
+  switch (request.algorithm_case()) {
+    case v1::DeriveRequest::kEcdh:
+      break;
+    case v1::DeriveRequest::ALGORITHM_NOT_SET:
+      return Invalid("algorithm", "is required (ecdh)");
+  }
+  const std::string& peer = request.ecdh().peer_public_key();
+  if (peer.empty()) {
+    return Invalid("ecdh.peer_public_key",
+                   "must not be empty (DER SubjectPublicKeyInfo or EC point)");
+  }
+  if (absl::Status s = CheckSize("ecdh.peer_public_key", peer.size(),
+                                 kMaxPeerPublicKeyBytes);
+      !s.ok()) {
+    return s;
+  }
+  // The curve check needs the key: the backend parses the rest.
+  const unsigned char first = static_cast<unsigned char>(peer[0]);
+  if (first != 0x30 && first != 0x02 && first != 0x03 && first != 0x04) {
+    return Invalid("ecdh.peer_public_key",
+                   "is neither a DER SubjectPublicKeyInfo (0x30...) nor an "
+                   "SEC 1 EC point (0x04...)");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateGenerateRandom(const v1::GenerateRandomRequest& request,
                                     const RequestLimits& limits) {
   if (request.length() < 1 || request.length() > limits.max_random_bytes) {
@@ -386,8 +414,15 @@ absl::Status ValidateGenerateKey(const v1::GenerateKeyRequest& request) {
       }
       continue;
     }
+    if (op == v1::OPERATION_DERIVE) {
+      if (request.key_type() != v1::KEY_TYPE_EC) {
+        return Invalid("allowed_operations",
+                       "DERIVE (ECDH) is only possible with EC keys");
+      }
+      continue;
+    }
     return Invalid("allowed_operations",
-                   absl::StrCat(op, " is not SIGN or DECRYPT"));
+                   absl::StrCat(op, " is not SIGN, DECRYPT or DERIVE"));
   }
   if (request.backend().size() > 64) {
     return Invalid("backend", "is not a backend name");
@@ -515,6 +550,10 @@ std::string DescribeMechanism(const v1::EncryptRequest& request) {
     return Sm4Mechanism(request.algorithm().sm4());
   }
   return "";
+}
+
+std::string DescribeMechanism(const v1::DeriveRequest& request) {
+  return request.has_ecdh() ? "ecdh" : "";
 }
 
 }  // namespace hsmd::service

@@ -42,6 +42,10 @@ absl::Status ValidateDecrypt(const v1::DecryptRequest& request,
                              const RequestLimits& limits);
 absl::Status ValidateEncrypt(const v1::EncryptRequest& request,
                              const RequestLimits& limits);
+// Peer keys larger than this are rejected before any parsing (a P-521 SPKI
+// is 158 bytes).
+inline constexpr size_t kMaxPeerPublicKeyBytes = 1024;
+absl::Status ValidateDerive(const v1::DeriveRequest& request);
 absl::Status ValidateGenerateRandom(const v1::GenerateRandomRequest& request,
                                     const RequestLimits& limits);
 absl::Status ValidateGenerateKey(const v1::GenerateKeyRequest& request);
@@ -60,6 +64,8 @@ std::string DescribeKeyRef(const v1::KeyRef& ref);
 std::string DescribeMechanism(const v1::SignRequest& request);
 std::string DescribeMechanism(const v1::DecryptRequest& request);
 std::string DescribeMechanism(const v1::EncryptRequest& request);
+// "ecdh" for Derive.
+std::string DescribeMechanism(const v1::DeriveRequest& request);
 
 }  // namespace hsmd::service
 

@@ -129,6 +129,26 @@ TEST(RequestValidationTest, Decrypt) {
   EXPECT_TRUE(ValidateDecrypt(r, limits).ok());
 }
 
+TEST(RequestValidationTest, Derive) {
+  v1::DeriveRequest r;
+  ExpectInvalid(ValidateDerive(r), "key");
+  r.mutable_key()->set_uri(kUri);
+  ExpectInvalid(ValidateDerive(r), "algorithm: is required (ecdh)");
+  r.mutable_ecdh();
+  ExpectInvalid(ValidateDerive(r), "ecdh.peer_public_key: must not be empty");
+  r.mutable_ecdh()->set_peer_public_key("garbage");
+  ExpectInvalid(ValidateDerive(r), "ecdh.peer_public_key: is neither");
+  r.mutable_ecdh()->set_peer_public_key(std::string(2000, '\x04'));
+  ExpectInvalid(ValidateDerive(r), "ecdh.peer_public_key: is 2000 bytes");
+  // Well-formed enough here; the backend checks the point against the key.
+  r.mutable_ecdh()->set_peer_public_key(std::string(65, '\x04'));
+  EXPECT_TRUE(ValidateDerive(r).ok());
+  r.mutable_ecdh()->set_peer_public_key(std::string("\x30\x59", 2));
+  EXPECT_TRUE(ValidateDerive(r).ok());
+  EXPECT_EQ(DescribeMechanism(r), "ecdh");
+  EXPECT_EQ(DescribeMechanism(v1::DeriveRequest()), "");
+}
+
 TEST(RequestValidationTest, GenerateRandom) {
   RequestLimits limits{.max_random_bytes = 64};
   v1::GenerateRandomRequest r;
@@ -155,8 +175,15 @@ TEST(RequestValidationTest, GenerateKey) {
   ExpectInvalid(ValidateGenerateKey(r), "curve: EC keys need");
   r.set_curve(v1::CURVE_P384);
   EXPECT_TRUE(ValidateGenerateKey(r).ok());
+  r.add_allowed_operations(v1::OPERATION_DERIVE);
+  EXPECT_TRUE(ValidateGenerateKey(r).ok());
   r.add_allowed_operations(v1::OPERATION_DECRYPT);
   ExpectInvalid(ValidateGenerateKey(r), "allowed_operations: DECRYPT");
+  r.clear_allowed_operations();
+  r.set_key_type(v1::KEY_TYPE_ED25519);
+  r.set_curve(v1::CURVE_UNSPECIFIED);
+  r.add_allowed_operations(v1::OPERATION_DERIVE);
+  ExpectInvalid(ValidateGenerateKey(r), "allowed_operations: DERIVE");
 }
 
 TEST(RequestValidationTest, ListKeys) {

@@ -1,7 +1,9 @@
 #include "daemon/testing/service_conformance.h"
 
 #include <grpcpp/client_context.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 
 #include <atomic>
 #include <chrono>
@@ -14,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/error_detail.h"
+#include "common/openssl_ptr.h"
 #include "daemon/testing/signature_verifier.h"
 #include "daemon/testing/test_daemon.h"
 #include "gmock/gmock.h"
@@ -276,6 +279,58 @@ TEST_P(ServiceConformanceTest, DecryptRoundTrips) {
   EXPECT_TRUE(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
               s.error_code() == grpc::StatusCode::FAILED_PRECONDITION)
       << Describe(s);
+}
+
+TEST_P(ServiceConformanceTest, DeriveAgreesWithThePeerAndRejectsBadPeers) {
+  const v1::Key& ec = key("ec-p256");
+  EXPECT_THAT(ec.allowed_operations(),
+              ::testing::Contains(v1::OPERATION_DERIVE));
+  EvpPkeyPtr peer(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
+  unsigned char* der = nullptr;
+  const int der_len = i2d_PUBKEY(peer.get(), &der);
+  ASSERT_GT(der_len, 0);
+  const std::string peer_spki(reinterpret_cast<char*>(der), der_len);
+  OPENSSL_free(der);
+
+  v1::DeriveRequest request;
+  request.mutable_key()->set_uri(ec.uri());
+  request.mutable_ecdh()->set_peer_public_key(peer_spki);
+  v1::DeriveResponse response;
+  grpc::Status s = keys().Derive(Context().get(), request, &response);
+  ASSERT_TRUE(s.ok()) << Describe(s);
+  EXPECT_EQ(response.key_id(), ec.key_id());
+  // The peer's side of the agreement: its private key with the HSM key's
+  // public key.
+  const auto* p =
+      reinterpret_cast<const unsigned char*>(ec.public_key_der().data());
+  EvpPkeyPtr hsm_public(
+      d2i_PUBKEY(nullptr, &p, static_cast<long>(ec.public_key_der().size())));
+  ASSERT_NE(hsm_public, nullptr);
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, peer.get(), nullptr));
+  size_t len = 0;
+  ASSERT_EQ(EVP_PKEY_derive_init(ctx.get()), 1);
+  ASSERT_EQ(EVP_PKEY_derive_set_peer(ctx.get(), hsm_public.get()), 1);
+  ASSERT_EQ(EVP_PKEY_derive(ctx.get(), nullptr, &len), 1);
+  std::string expected(len, '\0');
+  ASSERT_EQ(
+      EVP_PKEY_derive(ctx.get(),
+                      reinterpret_cast<unsigned char*>(expected.data()), &len),
+      1);
+  EXPECT_EQ(response.shared_secret(), expected);
+
+  // A peer on another curve, a key of another type, a missing peer.
+  request.mutable_key()->set_uri(key("ec-p384").uri());
+  s = keys().Derive(Context().get(), request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(s);
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("prime256v1"));
+  request.mutable_key()->set_uri(key("rsa-2048").uri());
+  s = keys().Derive(Context().get(), request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(s);
+  request.mutable_key()->set_uri(ec.uri());
+  request.mutable_ecdh()->clear_peer_public_key();
+  s = keys().Derive(Context().get(), request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(s);
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("peer_public_key"));
 }
 
 TEST_P(ServiceConformanceTest, GenerateRandom) {

@@ -39,6 +39,7 @@ enum Selector : uint8_t {
   kGenerateRandom,
   kListKeys,
   kGetKey,
+  kDerive,
   kSelectorCount
 };
 
@@ -189,6 +190,25 @@ void FuzzGetKey(absl::string_view bytes) {
   CheckBackendStatus(key.status());
 }
 
+void FuzzDerive(absl::string_view bytes) {
+  v1::DeriveRequest request;
+  if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return;
+  }
+  CheckKeyRef(request.key());
+  (void)::hsmd::service::DescribeMechanism(request);
+  absl::Status valid = ::hsmd::service::ValidateDerive(request);
+  if (!valid.ok()) return CheckRejection(valid);
+  absl::StatusOr<v1::DeriveResponse> response =
+      Backend().Derive(request, RequestContext{});
+  CheckBackendStatus(response.status());
+  if (response.ok()) {
+    // Only the P-256 key derives: the secret is its 32-byte x-coordinate.
+    FUZZ_CHECK(response->shared_secret().size() == 32,
+               "ECDH secret of the wrong size");
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -213,6 +233,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case kListKeys:
       FuzzListKeys(bytes);
+      break;
+    case kDerive:
+      FuzzDerive(bytes);
       break;
     default:
       FuzzGetKey(bytes);

@@ -168,6 +168,9 @@ absl::Status FakeHsmd::AddKey(const std::string& label, v1::KeyType type,
   if (type == v1::KEY_TYPE_RSA) {
     entry.key.add_allowed_operations(v1::OPERATION_DECRYPT);
   }
+  if (type == v1::KEY_TYPE_EC) {
+    entry.key.add_allowed_operations(v1::OPERATION_DERIVE);
+  }
   std::string spki = Spki(pkey.get());
   entry.key.set_public_key_der(spki);
   unsigned char digest[32];
@@ -262,6 +265,11 @@ absl::Status FakeHsmd::Call(absl::string_view method,
     v1::DecryptRequest r;
     r.ParseFromString(bytes);
     return answer(Decrypt(r));
+  }
+  if (name == "Derive") {
+    v1::DeriveRequest r;
+    r.ParseFromString(bytes);
+    return answer(Derive(r));
   }
   if (name == "GenerateRandom") {
     v1::GenerateRandomRequest r;
@@ -549,6 +557,49 @@ absl::StatusOr<std::string> FakeHsmd::Sm2Decrypt(
   }
   plaintext.resize(length);
   return plaintext;
+}
+
+absl::StatusOr<v1::DeriveResponse> FakeHsmd::Derive(
+    const v1::DeriveRequest& r) {
+  ASSIGN_OR_RETURN(const Entry* entry, Find(r.key()));
+  if (!r.has_ecdh()) {
+    return absl::InvalidArgumentError("algorithm: is required (ecdh)");
+  }
+  if (entry->key.key_type() != v1::KEY_TYPE_EC) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "algorithm ecdh does not fit key type ",
+        v1::KeyType_Name(entry->key.key_type()), " of ", entry->key.uri()));
+  }
+  const std::string& der = r.ecdh().peer_public_key();
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  EvpPkeyPtr peer(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
+  if (peer == nullptr) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        "peer_public_key: is not a DER SubjectPublicKeyInfo");
+  }
+  EvpPkeyCtxPtr ctx(
+      EVP_PKEY_CTX_new_from_pkey(nullptr, entry->pkey.get(), nullptr));
+  size_t length = 0;
+  if (ctx == nullptr || EVP_PKEY_derive_init(ctx.get()) != 1 ||
+      EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1 ||
+      EVP_PKEY_derive(ctx.get(), nullptr, &length) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "peer_public_key: is not on the curve of ", entry->key.uri()));
+  }
+  std::string secret(length, '\0');
+  if (EVP_PKEY_derive(ctx.get(),
+                      reinterpret_cast<unsigned char*>(secret.data()),
+                      &length) != 1) {
+    ERR_clear_error();
+    return absl::InternalError("EVP_PKEY_derive failed");
+  }
+  secret.resize(length);
+  v1::DeriveResponse response;
+  response.set_shared_secret(std::move(secret));
+  response.set_key_id(entry->key.key_id());
+  return response;
 }
 
 absl::StatusOr<v1::DecryptResponse> FakeHsmd::Decrypt(

@@ -3,7 +3,8 @@
 // in `hsmd --demo`: rsa-2048, ec-p256, ec-p384, ed25519 on token "demo";
 // and, as on an SDF device "soft0", sm2-sign (sdf:device=soft0;index=1;
 // usage=sign), sm2-enc (...;usage=enc) and sm4 (...;usage=sm4)) and
-// implements ListKeys, GetKey, Sign, Decrypt and GenerateRandom with hsmd's
+// implements ListKeys, GetKey, Sign, Decrypt, Derive (ECDH with the EC
+// keys; the peer as a DER SubjectPublicKeyInfo) and GenerateRandom with hsmd's
 // semantics and error codes. Tests can make it "unavailable" and count calls.
 #ifndef HSMD_TESTS_PROVIDER_FAKE_HSMD_H_
 #define HSMD_TESTS_PROVIDER_FAKE_HSMD_H_
@@ -79,6 +80,7 @@ class FakeHsmd : public std::enable_shared_from_this<FakeHsmd> {
   absl::StatusOr<std::string> Sm2Decrypt(const Entry& entry,
                                          const std::string& ciphertext);
   absl::StatusOr<v1::DecryptResponse> Decrypt(const v1::DecryptRequest& r);
+  absl::StatusOr<v1::DeriveResponse> Derive(const v1::DeriveRequest& r);
   absl::StatusOr<v1::GenerateRandomResponse> GenerateRandom(
       const v1::GenerateRandomRequest& r);
 

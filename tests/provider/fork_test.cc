@@ -194,6 +194,45 @@ void ForkTest::SeedAcceptanceSignatures(const char* uri) {
   EXPECT_EQ(SignAndVerify(key.get(), pub.get(), "parent after fork"), 0);
 }
 
+// ECDH: the parent loads the HSM key and derives; children derive with the
+// same loaded key over their own connection, and the parent goes on. Every
+// secret equals the one the software peer computes with the HSM key's
+// public half.
+TEST_F(ForkTest, ChildDerivesWithTheParentsKey) {
+  EvpPkeyPtr key = Key(kEcUri);
+  ASSERT_NE(key, nullptr);
+  EvpPkeyPtr pub = PublicKey(key.get());
+  EvpPkeyPtr peer(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
+  ASSERT_NE(peer, nullptr);
+  EvpPkeyPtr peer_public = PublicKeyFromSpki(nullptr, SpkiOf(peer.get()));
+  absl::StatusOr<std::string> expected =
+      PkeyDerive(nullptr, peer.get(), pub.get());
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  absl::StatusOr<std::string> parent =
+      PkeyDerive(nullptr, key.get(), peer_public.get());
+  ASSERT_TRUE(parent.ok()) << parent.status();
+  EXPECT_EQ(*parent, *expected);
+  const std::string want = *expected;
+  for (int i = 0; i < 3; ++i) {
+    std::string result = RunInChild(
+        [&] {
+          absl::StatusOr<std::string> secret =
+              PkeyDerive(nullptr, key.get(), peer_public.get());
+          if (!secret.ok()) {
+            std::fprintf(stderr, "derive failed: %s\n",
+                         secret.status().ToString().c_str());
+            return 1;
+          }
+          return *secret == want ? 0 : 2;
+        },
+        kChildWatchdogSeconds);
+    EXPECT_EQ(result, "") << "child " << i;
+  }
+  parent = PkeyDerive(nullptr, key.get(), peer_public.get());
+  ASSERT_TRUE(parent.ok()) << parent.status();
+  EXPECT_EQ(*parent, want);
+}
+
 TEST_F(ForkTest, ThousandSequentialForks) { ThousandSequentialForks(kEcUri); }
 TEST_F(ForkTest, ThousandSequentialForksSm2) {
   ThousandSequentialForks(kSm2Uri);

@@ -502,6 +502,133 @@ TEST_F(InProcessTest, DecryptPkcs1AndOaep) {
 }
 
 // ---------------------------------------------------------------------------
+// Key agreement (ECDH)
+
+// A software key on `curve` in the default-only library context.
+EvpPkeyPtr SoftwareEcKey(OSSL_LIB_CTX* libctx, const char* curve) {
+  return EvpPkeyPtr(EVP_PKEY_Q_keygen(libctx, nullptr, "EC", curve));
+}
+
+TEST_F(InProcessTest, EcdhWithHsmKeyEqualsThePeersDerivation) {
+  for (const char* label : {"ec-p256", "ec-p384"}) {
+    SCOPED_TRACE(label);
+    const char* curve = std::string(label) == "ec-p256" ? "P-256" : "P-384";
+    EvpPkeyPtr key = HsmKey(label);
+    ASSERT_NE(key, nullptr);
+    EvpPkeyPtr peer = SoftwareEcKey(verify_libctx_, curve);
+    ASSERT_NE(peer, nullptr);
+    // The peer's public key as an application would load it.
+    EvpPkeyPtr peer_public = PublicKeyFromSpki(libctx(), SpkiOf(peer.get()));
+    const int derives = fake()->calls("Derive");
+    absl::StatusOr<std::string> ours =
+        PkeyDerive(libctx(), key.get(), peer_public.get());
+    ASSERT_TRUE(ours.ok()) << ours.status();
+    EXPECT_EQ(fake()->calls("Derive"), derives + 1);
+    // The peer side, entirely in the default provider.
+    EvpPkeyPtr hsm_public = DefaultPublicKey(label);
+    absl::StatusOr<std::string> theirs =
+        PkeyDerive(verify_libctx_, peer.get(), hsm_public.get());
+    ASSERT_TRUE(theirs.ok()) << theirs.status();
+    EXPECT_EQ(ours->size(), std::string(label) == "ec-p256" ? 32u : 48u);
+    EXPECT_EQ(*ours, *theirs);
+  }
+}
+
+TEST_F(InProcessTest, EcdhWithX963KdfAsCmsUsesIt) {
+  EvpPkeyPtr key = HsmKey("ec-p256");
+  EvpPkeyPtr peer = SoftwareEcKey(verify_libctx_, "P-256");
+  EvpPkeyPtr peer_public = PublicKeyFromSpki(libctx(), SpkiOf(peer.get()));
+  auto x963 = [](EVP_PKEY_CTX* c) {
+    unsigned char* ukm = static_cast<unsigned char*>(OPENSSL_memdup("ukm", 3));
+    return EVP_PKEY_CTX_set_ecdh_kdf_type(c, EVP_PKEY_ECDH_KDF_X9_63) > 0 &&
+           EVP_PKEY_CTX_set_ecdh_kdf_md(c, EVP_sha256()) > 0 &&
+           EVP_PKEY_CTX_set_ecdh_kdf_outlen(c, 16) > 0 &&
+           EVP_PKEY_CTX_set0_ecdh_kdf_ukm(c, ukm, 3) > 0;
+  };
+  absl::StatusOr<std::string> ours =
+      PkeyDerive(libctx(), key.get(), peer_public.get(), x963);
+  ASSERT_TRUE(ours.ok()) << ours.status();
+  EvpPkeyPtr hsm_public = DefaultPublicKey("ec-p256");
+  absl::StatusOr<std::string> theirs =
+      PkeyDerive(verify_libctx_, peer.get(), hsm_public.get(), x963);
+  ASSERT_TRUE(theirs.ok()) << theirs.status();
+  EXPECT_EQ(ours->size(), 16u);
+  EXPECT_EQ(*ours, *theirs);
+}
+
+TEST_F(InProcessTest, EcdhErrorsNameTheProblem) {
+  EvpPkeyPtr key = HsmKey("ec-p256");
+  // A peer on another curve is refused locally, before any call to hsmd.
+  EvpPkeyPtr p384_peer = PublicKeyFromSpki(
+      libctx(), SpkiOf(SoftwareEcKey(verify_libctx_, "P-384").get()));
+  const int derives = fake()->calls("Derive");
+  absl::StatusOr<std::string> secret =
+      PkeyDerive(libctx(), key.get(), p384_peer.get());
+  EXPECT_FALSE(secret.ok());
+  EXPECT_EQ(fake()->calls("Derive"), derives);
+  // ECDH with an RSA key is not a thing.
+  EvpPkeyPtr rsa = HsmKey("rsa-2048");
+  EvpPkeyPtr p256_peer = PublicKeyFromSpki(
+      libctx(), SpkiOf(SoftwareEcKey(verify_libctx_, "P-256").get()));
+  secret = PkeyDerive(libctx(), rsa.get(), p256_peer.get());
+  EXPECT_FALSE(secret.ok());
+  // hsmd down: a readable error.
+  fake()->set_unavailable(true);
+  secret = PkeyDerive(libctx(), key.get(), p256_peer.get());
+  fake()->set_unavailable(false);
+  ASSERT_FALSE(secret.ok());
+  EXPECT_THAT(secret.status().message(), HasSubstr("unavailable"));
+  // The X9.63 KDF without its digest cannot run: a clear error at derive
+  // time (the default provider accepts no other KDF type at all).
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(libctx(), key.get(), nullptr));
+  ASSERT_EQ(EVP_PKEY_derive_init(ctx.get()), 1);
+  ASSERT_EQ(EVP_PKEY_derive_set_peer(ctx.get(), p256_peer.get()), 1);
+  EXPECT_EQ(EVP_PKEY_CTX_set_ecdh_kdf_type(ctx.get(), EVP_PKEY_ECDH_KDF_X9_63),
+            1);
+  size_t length = 0;
+  EXPECT_NE(EVP_PKEY_derive(ctx.get(), nullptr, &length), 1);
+  EXPECT_THAT(DrainErrors(), HasSubstr("X9.63"));
+}
+
+TEST_F(InProcessTest, EcdhDupctxAndChildDerivesWithTheParentsKey) {
+  EvpPkeyPtr key = HsmKey("ec-p256");
+  EvpPkeyPtr peer = SoftwareEcKey(verify_libctx_, "P-256");
+  EvpPkeyPtr peer_public = PublicKeyFromSpki(libctx(), SpkiOf(peer.get()));
+  EvpPkeyPtr hsm_public = DefaultPublicKey("ec-p256");
+  absl::StatusOr<std::string> expected =
+      PkeyDerive(verify_libctx_, peer.get(), hsm_public.get());
+  ASSERT_TRUE(expected.ok()) << expected.status();
+
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(libctx(), key.get(), nullptr));
+  ASSERT_EQ(EVP_PKEY_derive_init(ctx.get()), 1) << DrainErrors();
+  ASSERT_EQ(EVP_PKEY_derive_set_peer(ctx.get(), peer_public.get()), 1)
+      << DrainErrors();
+  EvpPkeyCtxPtr copy(EVP_PKEY_CTX_dup(ctx.get()));
+  ASSERT_NE(copy, nullptr) << DrainErrors();
+  unsigned char out[32];
+  size_t length = sizeof(out);
+  ASSERT_EQ(EVP_PKEY_derive(copy.get(), out, &length), 1) << DrainErrors();
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(out), length), *expected);
+
+  OSSL_LIB_CTX* lib = libctx();
+  const std::string want = *expected;
+  for (int i = 0; i < 2; ++i) {
+    std::string result = RunInChild(
+        [&]() {
+          absl::StatusOr<std::string> secret =
+              PkeyDerive(lib, key.get(), peer_public.get());
+          if (!secret.ok()) return 1;
+          return *secret == want ? 0 : 2;
+        },
+        20);
+    EXPECT_EQ(result, "") << "child " << i;
+  }
+  length = sizeof(out);
+  ASSERT_EQ(EVP_PKEY_derive(ctx.get(), out, &length), 1) << DrainErrors();
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(out), length), want);
+}
+
+// ---------------------------------------------------------------------------
 // Errors
 
 TEST_F(InProcessTest, UnknownKeyNamesTheUri) {
@@ -1089,6 +1216,7 @@ TEST_P(SoftwareKeysTest, FileAndGeneratedKeysWorkAsBefore) {
   ASSERT_TRUE(p.ok());
   OSSL_LIB_CTX* ctx = (*p)->libctx();
   int signs = fake()->calls("Sign");
+  const int derives = fake()->calls("Derive");
   const struct {
     const char* type;
     const char* md;
@@ -1175,8 +1303,14 @@ TEST_P(SoftwareKeysTest, FileAndGeneratedKeysWorkAsBefore) {
   size_t secret_length = 0;
   ASSERT_EQ(EVP_PKEY_derive(derive.get(), nullptr, &secret_length), 1);
   EXPECT_EQ(secret_length, 32u);
+  absl::StatusOr<std::string> ab = PkeyDerive(ctx, ka.get(), kb.get());
+  absl::StatusOr<std::string> ba = PkeyDerive(ctx, kb.get(), ka.get());
+  ASSERT_TRUE(ab.ok()) << ab.status();
+  ASSERT_TRUE(ba.ok()) << ba.status();
+  EXPECT_EQ(*ab, *ba);
   // None of this touched hsmd.
   EXPECT_EQ(fake()->calls("Sign"), signs);
+  EXPECT_EQ(fake()->calls("Derive"), derives);
 }
 
 TEST_P(SoftwareKeysTest, HsmKeyTlsWithEitherLoadOrder) {

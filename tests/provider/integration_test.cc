@@ -222,6 +222,34 @@ TEST_F(IntegrationTest, DecryptPkcs1AndOaep) {
   }
 }
 
+TEST_F(IntegrationTest, EcdhWithHsmKeysEqualsThePeersDerivation) {
+  for (const char* label : {"ec-p256", "ec-p384"}) {
+    SCOPED_TRACE(label);
+    const bool p256 = std::string(label) == "ec-p256";
+    EvpPkeyPtr key = Key(label);
+    ASSERT_NE(key, nullptr);
+    // A software peer in the default-only library context.
+    EvpPkeyPtr peer(EVP_PKEY_Q_keygen(verify_libctx_, nullptr, "EC",
+                                      p256 ? "P-256" : "P-384"));
+    ASSERT_NE(peer, nullptr);
+    EvpPkeyPtr peer_public = PublicKeyFromSpki(libctx_, SpkiOf(peer.get()));
+    absl::StatusOr<std::string> ours =
+        PkeyDerive(libctx_, key.get(), peer_public.get());
+    ASSERT_TRUE(ours.ok()) << ours.status();
+    EvpPkeyPtr hsm_public = PublicKey(key.get());
+    absl::StatusOr<std::string> theirs =
+        PkeyDerive(verify_libctx_, peer.get(), hsm_public.get());
+    ASSERT_TRUE(theirs.ok()) << theirs.status();
+    EXPECT_EQ(ours->size(), p256 ? 32u : 48u);
+    EXPECT_EQ(*ours, *theirs);
+  }
+  // A peer on another curve is refused.
+  EvpPkeyPtr key = Key("ec-p256");
+  EvpPkeyPtr p384(EVP_PKEY_Q_keygen(verify_libctx_, nullptr, "EC", "P-384"));
+  EvpPkeyPtr p384_public = PublicKeyFromSpki(libctx_, SpkiOf(p384.get()));
+  EXPECT_FALSE(PkeyDerive(libctx_, key.get(), p384_public.get()).ok());
+}
+
 TEST_F(IntegrationTest, TlsWithHsmKeys) {
   for (const char* label : {"rsa-2048", "ec-p256", "ed25519"}) {
     for (int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {

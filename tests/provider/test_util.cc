@@ -240,6 +240,29 @@ absl::StatusOr<std::string> PkeyDecrypt(OSSL_LIB_CTX* libctx, EVP_PKEY* key,
   return out;
 }
 
+absl::StatusOr<std::string> PkeyDerive(OSSL_LIB_CTX* libctx, EVP_PKEY* key,
+                                       EVP_PKEY* peer, const CtxSetup& setup) {
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(libctx, key, nullptr));
+  if (ctx == nullptr || EVP_PKEY_derive_init(ctx.get()) != 1) {
+    return OpenSslError("EVP_PKEY_derive_init");
+  }
+  if (setup && !setup(ctx.get())) return OpenSslError("derive settings");
+  if (EVP_PKEY_derive_set_peer(ctx.get(), peer) != 1) {
+    return OpenSslError("EVP_PKEY_derive_set_peer");
+  }
+  size_t length = 0;
+  if (EVP_PKEY_derive(ctx.get(), nullptr, &length) != 1) {
+    return OpenSslError("EVP_PKEY_derive size query");
+  }
+  std::string out(length, '\0');
+  if (EVP_PKEY_derive(ctx.get(), reinterpret_cast<unsigned char*>(out.data()),
+                      &length) != 1) {
+    return OpenSslError("EVP_PKEY_derive");
+  }
+  out.resize(length);
+  return out;
+}
+
 std::string Hash(const char* md, const std::string& data) {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int length = 0;

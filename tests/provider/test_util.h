@@ -67,6 +67,11 @@ absl::StatusOr<std::string> PkeyDecrypt(OSSL_LIB_CTX* libctx, EVP_PKEY* key,
                                         const std::string& ciphertext,
                                         const CtxSetup& setup = nullptr);
 
+// EVP_PKEY_derive of `key` with `peer` (size query, then the secret).
+absl::StatusOr<std::string> PkeyDerive(OSSL_LIB_CTX* libctx, EVP_PKEY* key,
+                                       EVP_PKEY* peer,
+                                       const CtxSetup& setup = nullptr);
+
 // Digest of `data` with `md` in the default library context.
 std::string Hash(const char* md, const std::string& data);
 

@@ -273,6 +273,17 @@ TEST_F(MixedBackendsTest, ServesBothKindsThroughTheApi) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(decrypted.plaintext(), data);
 
+  // SDF devices offer no key agreement: a clear UNIMPLEMENTED.
+  v1::DeriveRequest derive;
+  derive.mutable_key()->set_uri(sign_uri);
+  derive.mutable_ecdh()->set_peer_public_key(
+      by_uri[generated.key().uri()].public_key_der());
+  v1::DeriveResponse derived;
+  s = keys->Derive(Context().get(), derive, &derived);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED)
+      << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("does not support key agreement"));
+
   // An sdf: URI for a device no backend serves.
   v1::SignRequest elsewhere = sign;
   elsewhere.mutable_key()->set_uri("sdf:device=card9;index=1;usage=sign");

@@ -21,6 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "common/openssl_ptr.h"
 #include "common/status_macros.h"
+#include "daemon/backend/ec_peer_key.h"
 #include "daemon/backend/hash_algorithms.h"
 
 namespace hsmd::backend {
@@ -658,6 +659,30 @@ absl::StatusOr<v1::DecryptResponse> FakeBackend::Decrypt(
   return response;
 }
 
+absl::StatusOr<v1::DeriveResponse> FakeBackend::Derive(
+    const v1::DeriveRequest& request, const RequestContext& ctx) {
+  RETURN_IF_ERROR(Enter("Derive", ctx));
+  ASSIGN_OR_RETURN(auto key, Resolve(request.key(), true));
+  if (request.algorithm_case() != v1::DeriveRequest::kEcdh) {
+    return absl::InvalidArgumentError("algorithm is required (ecdh)");
+  }
+  RETURN_IF_ERROR(NeedKeyType(key->info, v1::KEY_TYPE_EC, "ecdh"));
+  if (!Allows(key->info, v1::OPERATION_DERIVE)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(KeyName(key->info),
+                     " does not allow key derivation (CKA_DERIVE is false)"));
+  }
+  ASSIGN_OR_RETURN(std::string point,
+                   EcdhPeerPoint(request.ecdh().peer_public_key(),
+                                 key->info.curve(), KeyName(key->info)));
+  ASSIGN_OR_RETURN(std::string secret,
+                   SoftwareEcdh(key->pkey.get(), point, key->info.curve()));
+  v1::DeriveResponse response;
+  response.set_shared_secret(std::move(secret));
+  response.set_key_id(key->info.key_id());
+  return response;
+}
+
 absl::StatusOr<std::string> FakeBackend::GenerateRandom(
     uint32_t length, const RequestContext& ctx) {
   RETURN_IF_ERROR(Enter("GenerateRandom", ctx));
@@ -705,8 +730,15 @@ absl::StatusOr<v1::Key> FakeBackend::GenerateKey(
     if (request.key_type() == v1::KEY_TYPE_RSA) {
       info.add_allowed_operations(v1::OPERATION_DECRYPT);
     }
+    if (request.key_type() == v1::KEY_TYPE_EC) {
+      info.add_allowed_operations(v1::OPERATION_DERIVE);
+    }
   } else {
     for (int op : request.allowed_operations()) {
+      if (op == v1::OPERATION_DERIVE && request.key_type() != v1::KEY_TYPE_EC) {
+        return absl::InvalidArgumentError(
+            "allowed_operations: only EC keys can derive");
+      }
       if (op == v1::OPERATION_DECRYPT &&
           request.key_type() != v1::KEY_TYPE_RSA) {
         return absl::InvalidArgumentError(

@@ -57,6 +57,10 @@ class FakeBackend final : public Backend {
                                         const RequestContext& ctx) override;
   absl::StatusOr<v1::DecryptResponse> Decrypt(
       const v1::DecryptRequest& request, const RequestContext& ctx) override;
+  // ECDH in software with the key's EVP_PKEY (same checks as the PKCS#11
+  // backend).
+  absl::StatusOr<v1::DeriveResponse> Derive(const v1::DeriveRequest& request,
+                                            const RequestContext& ctx) override;
   absl::StatusOr<std::string> GenerateRandom(
       uint32_t length, const RequestContext& ctx) override;
   absl::StatusOr<v1::Key> GenerateKey(const v1::GenerateKeyRequest& request,
@@ -68,7 +72,7 @@ class FakeBackend final : public Backend {
   void Shutdown() override;
 
   // Test controls; all thread-safe. `method` is the Backend method name:
-  // "ListKeys", "GetKey", "Sign", "Decrypt", "GenerateRandom",
+  // "ListKeys", "GetKey", "Sign", "Decrypt", "Derive", "GenerateRandom",
   // "GenerateKey", "DeleteKey".
 
   // Readiness as seen by IsServing / GetStatus / every operation.

@@ -1,9 +1,14 @@
 #include "daemon/backend/fake/fake_backend.h"
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "common/error_detail.h"
+#include "common/openssl_ptr.h"
+#include "daemon/backend/ec_peer_key.h"
 #include "daemon/testing/signature_verifier.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -134,6 +139,56 @@ TEST_F(FakeBackendTest, DecryptRoundTrips) {
     EXPECT_EQ(response.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(Msg(response.status()), "decryption failed");
   }
+}
+
+TEST_F(FakeBackendTest, DeriveAgreesWithThePeer) {
+  v1::Key ec = Generate("ec", v1::KEY_TYPE_EC, v1::CURVE_P256);
+  EXPECT_THAT(ec.allowed_operations(),
+              ::testing::Contains(v1::OPERATION_DERIVE));
+  EvpPkeyPtr peer(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
+  unsigned char* der = nullptr;
+  const int der_len = i2d_PUBKEY(peer.get(), &der);
+  ASSERT_GT(der_len, 0);
+  const std::string peer_spki(reinterpret_cast<char*>(der), der_len);
+  OPENSSL_free(der);
+  v1::DeriveRequest request;
+  request.mutable_key()->set_key_id(ec.key_id());
+  request.mutable_ecdh()->set_peer_public_key(peer_spki);
+  absl::StatusOr<v1::DeriveResponse> response = backend_->Derive(request, ctx_);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->key_id(), ec.key_id());
+
+  // The peer's side: its private key with the fake key's public point.
+  absl::StatusOr<std::string> point =
+      EcdhPeerPoint(ec.public_key_der(), v1::CURVE_P256, "k");
+  ASSERT_TRUE(point.ok()) << point.status();
+  absl::StatusOr<std::string> expected =
+      SoftwareEcdh(peer.get(), *point, v1::CURVE_P256);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  EXPECT_EQ(response->shared_secret(), *expected);
+
+  // Not EC, not allowed, wrong curve.
+  v1::Key rsa = Generate("rsa", v1::KEY_TYPE_RSA);
+  request.mutable_key()->set_key_id(rsa.key_id());
+  EXPECT_EQ(backend_->Derive(request, ctx_).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  v1::GenerateKeyRequest sign_only;
+  sign_only.set_label("sign-only");
+  sign_only.set_key_type(v1::KEY_TYPE_EC);
+  sign_only.set_curve(v1::CURVE_P256);
+  sign_only.add_allowed_operations(v1::OPERATION_SIGN);
+  absl::StatusOr<v1::Key> no_derive = backend_->GenerateKey(sign_only, ctx_);
+  ASSERT_TRUE(no_derive.ok()) << no_derive.status();
+  request.mutable_key()->set_key_id(no_derive->key_id());
+  absl::Status status = backend_->Derive(request, ctx_).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(Msg(status), HasSubstr("CKA_DERIVE"));
+  v1::Key p384 = Generate("p384", v1::KEY_TYPE_EC, v1::CURVE_P384);
+  request.mutable_key()->set_key_id(p384.key_id());
+  status = backend_->Derive(request, ctx_).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Msg(status), HasSubstr("prime256v1"));
+  EXPECT_EQ(backend_->CallCount("Derive"), 4u);
 }
 
 TEST_F(FakeBackendTest, KeyAndAlgorithmErrors) {

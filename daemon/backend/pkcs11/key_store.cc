@@ -266,6 +266,8 @@ absl::StatusOr<KeyPtr> KeyStore::ReadKey(CK_SESSION_HANDLE session,
                    GetBoolAttribute(fns_, session, handle, CKA_SIGN));
   ASSIGN_OR_RETURN(std::optional<bool> can_decrypt,
                    GetBoolAttribute(fns_, session, handle, CKA_DECRYPT));
+  ASSIGN_OR_RETURN(std::optional<bool> can_derive,
+                   GetBoolAttribute(fns_, session, handle, CKA_DERIVE));
 
   auto resolved = std::make_shared<ResolvedKey>();
   resolved->handle = handle;
@@ -280,6 +282,9 @@ absl::StatusOr<KeyPtr> KeyStore::ReadKey(CK_SESSION_HANDLE session,
   if (can_sign.value_or(false)) key.add_allowed_operations(v1::OPERATION_SIGN);
   if (*type == CKK_RSA && can_decrypt.value_or(false)) {
     key.add_allowed_operations(v1::OPERATION_DECRYPT);
+  }
+  if (*type == CKK_EC && can_derive.value_or(false)) {
+    key.add_allowed_operations(v1::OPERATION_DERIVE);
   }
   key.set_uri(FormatKeyUri(identity_.token_label, key.label(), key.id()));
   key.set_backend(identity_.backend_name);

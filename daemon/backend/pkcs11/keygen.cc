@@ -10,9 +10,12 @@ namespace hsmd::backend::pkcs11 {
 bool AllowsOperation(const v1::GenerateKeyRequest& request,
                      v1::Operation operation) {
   if (request.allowed_operations().empty()) {
+    // EC keys also derive by default, so ECDH works with demo keys.
     return operation == v1::OPERATION_SIGN ||
            (operation == v1::OPERATION_DECRYPT &&
-            request.key_type() == v1::KEY_TYPE_RSA);
+            request.key_type() == v1::KEY_TYPE_RSA) ||
+           (operation == v1::OPERATION_DERIVE &&
+            request.key_type() == v1::KEY_TYPE_EC);
   }
   for (int op : request.allowed_operations()) {
     if (op == operation) return true;
@@ -78,6 +81,13 @@ absl::Status ValidateGenerateKeyRequest(const v1::GenerateKeyRequest& request) {
       }
       continue;
     }
+    if (op == v1::OPERATION_DERIVE) {
+      if (request.key_type() != v1::KEY_TYPE_EC) {
+        return absl::InvalidArgumentError(
+            "operation DERIVE is only possible with EC keys");
+      }
+      continue;
+    }
     return absl::InvalidArgumentError(absl::StrCat(
         "allowed_operations holds an unknown operation (", op, ")"));
   }
@@ -89,6 +99,7 @@ absl::StatusOr<KeyPairHandles> GenerateKeyPair(
     const v1::GenerateKeyRequest& request, absl::string_view id) {
   const bool sign = AllowsOperation(request, v1::OPERATION_SIGN);
   const bool decrypt = AllowsOperation(request, v1::OPERATION_DECRYPT);
+  const bool derive = AllowsOperation(request, v1::OPERATION_DERIVE);
   AttributeTemplate public_template;
   AttributeTemplate private_template;
   public_template.AddBool(CKA_TOKEN, true)
@@ -118,6 +129,7 @@ absl::StatusOr<KeyPairHandles> GenerateKeyPair(
       mechanism.mechanism = CKM_EC_KEY_PAIR_GEN;
       public_template.AddBytes(CKA_EC_PARAMS,
                                EcParamsForCurve(request.curve()));
+      private_template.AddBool(CKA_DERIVE, derive);
       break;
     case v1::KEY_TYPE_ED25519:
       mechanism.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;

@@ -21,6 +21,7 @@
 #include "daemon/backend/backend_state.h"
 #include "daemon/backend/call_on_worker.h"
 #include "daemon/backend/pkcs11/ck_rv.h"
+#include "daemon/backend/pkcs11/derive.h"
 #include "daemon/backend/pkcs11/key_store.h"
 #include "daemon/backend/pkcs11/keygen.h"
 #include "daemon/backend/pkcs11/module.h"
@@ -496,6 +497,8 @@ class Pkcs11Backend final : public Backend {
                                         const RequestContext& ctx) override;
   absl::StatusOr<v1::DecryptResponse> Decrypt(
       const v1::DecryptRequest& request, const RequestContext& ctx) override;
+  absl::StatusOr<v1::DeriveResponse> Derive(const v1::DeriveRequest& request,
+                                            const RequestContext& ctx) override;
   absl::StatusOr<std::string> GenerateRandom(
       uint32_t length, const RequestContext& ctx) override;
   absl::StatusOr<v1::Key> GenerateKey(const v1::GenerateKeyRequest& request,
@@ -758,6 +761,42 @@ absl::StatusOr<v1::DecryptResponse> Pkcs11Backend::Decrypt(
               return out;
             }
           });
+  if (!response.ok()) return WithKey(response.status(), request.key());
+  return response;
+}
+
+// Idempotent like Sign: a broken session is replaced and the derivation
+// retried; a stale key handle is resolved again once.
+absl::StatusOr<v1::DeriveResponse> Pkcs11Backend::Derive(
+    const v1::DeriveRequest& request, const RequestContext& ctx) {
+  auto kept = Keep(request, OnWorker(ctx));
+  absl::StatusOr<v1::DeriveResponse> response = WithSession<v1::DeriveResponse>(
+      ctx, true,
+      [kept](Token& token,
+             CK_SESSION_HANDLE session) -> absl::StatusOr<v1::DeriveResponse> {
+        const v1::DeriveRequest& request = *kept;
+        ASSIGN_OR_RETURN(KeyPtr key,
+                         token.keys().Resolve(session, request.key(), true));
+        for (int stale_retry = 0;; ++stale_retry) {
+          ASSIGN_OR_RETURN(pkcs11::DerivePlan plan,
+                           pkcs11::PlanDerive(key->key, request));
+          absl::StatusOr<std::string> secret =
+              pkcs11::RunDerive(token.fns(), session, key->handle, plan);
+          std::optional<CK_RV> rv = GetCkRv(secret.status());
+          if (!secret.ok() && rv.has_value() && pkcs11::IsStaleHandle(*rv) &&
+              stale_retry == 0) {
+            token.keys().Forget(request.key());
+            ASSIGN_OR_RETURN(
+                key, token.keys().Resolve(session, request.key(), false));
+            continue;
+          }
+          if (!secret.ok()) return secret.status();
+          v1::DeriveResponse out;
+          out.set_shared_secret(*std::move(secret));
+          out.set_key_id(key->key.key_id());
+          return out;
+        }
+      });
   if (!response.ok()) return WithKey(response.status(), request.key());
   return response;
 }

@@ -311,7 +311,7 @@ TEST_F(Pkcs11BackendTest, ListsTheDemoKeys) {
   EXPECT_EQ(by_label["ec-p256"].size_bits(), 256u);
   EXPECT_EQ(by_label["ec-p384"].curve(), v1::CURVE_P384);
   EXPECT_THAT(by_label["ec-p256"].allowed_operations(),
-              UnorderedElementsAre(v1::OPERATION_SIGN));
+              UnorderedElementsAre(v1::OPERATION_SIGN, v1::OPERATION_DERIVE));
   EXPECT_EQ(by_label["ed25519"].key_type(), v1::KEY_TYPE_ED25519);
   EXPECT_EQ(by_label["ed25519"].curve(), v1::CURVE_ED25519);
   EXPECT_EQ(by_label["ed25519"].size_bits(), 255u);
