@@ -493,15 +493,18 @@ absl::StatusOr<std::vector<v1::Operation>> ParseOperations(
       op = v1::OPERATION_SIGN;
     } else if (n == "decrypt") {
       op = v1::OPERATION_DECRYPT;
+    } else if (n == "derive") {
+      op = v1::OPERATION_DERIVE;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--ops: unknown operation '", item, "'; use sign and/or decrypt"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--ops: unknown operation '", item,
+                       "'; use sign, decrypt (RSA) and/or derive (EC)"));
     }
     if (std::find(ops.begin(), ops.end(), op) == ops.end()) ops.push_back(op);
   }
   if (ops.empty()) {
     return absl::InvalidArgumentError(
-        "--ops: empty list; use sign and/or decrypt");
+        "--ops: empty list; use sign, decrypt (RSA) and/or derive (EC)");
   }
   return ops;
 }
@@ -548,6 +551,8 @@ std::string OperationName(v1::Operation op) {
       return "decrypt";
     case v1::OPERATION_ENCRYPT:
       return "encrypt";
+    case v1::OPERATION_DERIVE:
+      return "derive";
     default:
       return "unknown";
   }

@@ -407,6 +407,8 @@ TEST(KeyNamesTest, ParseAndDescribe) {
       *ops, ::testing::ElementsAre(v1::OPERATION_SIGN, v1::OPERATION_DECRYPT));
   EXPECT_THAT(ParseOperations("sign,encrypt").status().message(),
               HasSubstr("unknown operation 'encrypt'"));
+  EXPECT_THAT(*ParseOperations("sign,derive"),
+              ::testing::ElementsAre(v1::OPERATION_SIGN, v1::OPERATION_DERIVE));
   EXPECT_FALSE(ParseOperations(",").ok());
 
   v1::Key rsa;
@@ -421,6 +423,9 @@ TEST(KeyNamesTest, ParseAndDescribe) {
   ec.set_curve(v1::CURVE_P384);
   EXPECT_EQ(DescribeKeyType(ec), "EC P-384");
   EXPECT_EQ(DescribeOperations(ec), "-");
+  ec.add_allowed_operations(v1::OPERATION_SIGN);
+  ec.add_allowed_operations(v1::OPERATION_DERIVE);
+  EXPECT_EQ(DescribeOperations(ec), "sign,derive");
   v1::Key ed;
   ed.set_key_type(v1::KEY_TYPE_ED25519);
   EXPECT_EQ(DescribeKeyType(ed), "Ed25519");

@@ -214,7 +214,9 @@ std::vector<CommandSpec> KeyCommands() {
           "[--id HEX] [--ops LIST]",
           "Generate a key pair inside the HSM",
           "The private key is created non-extractable. Defaults: --bits 2048, "
-          "--curve p256,\n--ops sign (plus decrypt for RSA), CKA_ID derived "
+          "--curve p256,\n--ops sign (plus decrypt for RSA, derive for EC), "
+          "CKA_ID "
+          "derived "
           "from the public key.",
           {
               {"label", "LABEL", "CKA_LABEL of the new key pair (required)"},
