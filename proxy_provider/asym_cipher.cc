@@ -25,16 +25,13 @@
 #include "proxy_provider/mechanisms.h"
 #include "proxy_provider/provider_context.h"
 #include "proxy_provider/remote.h"
+#include "proxy_provider/report.h"
 
 namespace hsmd::proxy {
 namespace {
 
 // The premaster secret of TLS RSA key exchange.
 constexpr size_t kTlsPremasterBytes = 48;
-
-absl::Status ShadowRejected(const char* what) {
-  return WithReason(absl::InvalidArgumentError(what), Reason::kUnsupported);
-}
 
 enum class Family { kRsa, kSm2 };
 
@@ -76,7 +73,7 @@ class CipherContext {
     int rc = (decrypt_ && !key_->is_hsm())
                  ? EVP_PKEY_decrypt_init_ex(shadow_.get(), params)
                  : EVP_PKEY_encrypt_init_ex(shadow_.get(), params);
-    if (rc != 1) return ShadowRejected("encryption parameters rejected");
+    if (rc != 1) return UnsupportedError("encryption parameters rejected");
     return absl::OkStatus();
   }
 
@@ -87,7 +84,7 @@ class CipherContext {
     }
     size_t length = outsize;
     if (EVP_PKEY_encrypt(shadow_.get(), out, &length, in, inlen) != 1) {
-      return ShadowRejected("encryption failed");
+      return UnsupportedError("encryption failed");
     }
     return length;
   }
@@ -147,7 +144,7 @@ class CipherContext {
       return absl::FailedPreconditionError("cipher context not initialised");
     }
     if (EVP_PKEY_CTX_set_params(shadow_.get(), params) != 1) {
-      return ShadowRejected("encryption parameters rejected");
+      return UnsupportedError("encryption parameters rejected");
     }
     return absl::OkStatus();
   }
@@ -157,7 +154,7 @@ class CipherContext {
       return absl::FailedPreconditionError("cipher context not initialised");
     }
     if (EVP_PKEY_CTX_get_params(shadow_.get(), params) != 1) {
-      return ShadowRejected("could not read encryption parameters");
+      return UnsupportedError("could not read encryption parameters");
     }
     return absl::OkStatus();
   }
@@ -239,8 +236,8 @@ class CipherContext {
     }
     v1::RsaOaepDecryption oaep;
     // OpenSSL's default OAEP digest is SHA-1.
-    ASSIGN_OR_RETURN(Digest digest, provider_->LookupDigest(
-                                                 md[0] != '\0' ? md : "SHA1"));
+    ASSIGN_OR_RETURN(Digest digest,
+                     provider_->LookupDigest(md[0] != '\0' ? md : "SHA1"));
     if (digest.hash == v1::HASH_ALGORITHM_UNSPECIFIED ||
         digest.hash == v1::HASH_ALGORITHM_MD5_SHA1) {
       return UnsupportedError(
@@ -248,8 +245,7 @@ class CipherContext {
     }
     oaep.set_hash(digest.hash);
     if (mgf1[0] != '\0') {
-      ASSIGN_OR_RETURN(Digest mgf1_digest,
-                       provider_->LookupDigest(mgf1));
+      ASSIGN_OR_RETURN(Digest mgf1_digest, provider_->LookupDigest(mgf1));
       if (mgf1_digest.hash == v1::HASH_ALGORITHM_UNSPECIFIED ||
           mgf1_digest.hash == v1::HASH_ALGORITHM_MD5_SHA1) {
         return UnsupportedError(
@@ -332,19 +328,6 @@ class CipherContext {
 // The C edge.
 
 CipherContext* Ctx(void* ctx) { return static_cast<CipherContext*>(ctx); }
-
-int Report(CipherContext* ctx, const absl::Status& status) {
-  if (status.ok()) return 1;
-  HSMPROXY_RAISE(ctx->provider(), status);
-  return 0;
-}
-
-int ReportSize(CipherContext* ctx, const absl::StatusOr<size_t>& result,
-               size_t* length) {
-  if (!result.ok()) return Report(ctx, result.status());
-  *length = *result;
-  return 1;
-}
 
 template <Family kFamily>
 void* CipherNewCtx(void* provctx) {

@@ -24,16 +24,13 @@
 #include "proxy_provider/key.h"
 #include "proxy_provider/provider_context.h"
 #include "proxy_provider/remote.h"
+#include "proxy_provider/report.h"
 
 namespace hsmd::proxy {
 namespace {
 
 using EvpKdfPtr = OpenSslPtr<EVP_KDF, EVP_KDF_free>;
 using EvpKdfCtxPtr = OpenSslPtr<EVP_KDF_CTX, EVP_KDF_CTX_free>;
-
-absl::Status ShadowRejected(const char* what) {
-  return WithReason(absl::InvalidArgumentError(what), Reason::kUnsupported);
-}
 
 // The KDF settings of the shadow context.
 struct KdfSettings {
@@ -70,7 +67,7 @@ class ExchangeContext {
       return absl::InternalError("could not create a default-provider context");
     }
     if (EVP_PKEY_derive_init_ex(shadow_.get(), params) != 1) {
-      return ShadowRejected("ECDH parameters rejected");
+      return UnsupportedError("ECDH parameters rejected");
     }
     return absl::OkStatus();
   }
@@ -107,7 +104,7 @@ class ExchangeContext {
     if (!key_->is_hsm()) {
       size_t length = outsize;
       if (EVP_PKEY_derive(shadow_.get(), out, &length) != 1) {
-        return ShadowRejected("ECDH derivation failed");
+        return UnsupportedError("ECDH derivation failed");
       }
       return length;
     }
@@ -140,7 +137,7 @@ class ExchangeContext {
       return absl::FailedPreconditionError("ECDH context not initialised");
     }
     if (EVP_PKEY_CTX_set_params(shadow_.get(), params) != 1) {
-      return ShadowRejected("ECDH parameters rejected");
+      return UnsupportedError("ECDH parameters rejected");
     }
     if (key_->is_hsm()) {
       // Reject a KDF that cannot be honoured now rather than at derive time
@@ -156,7 +153,7 @@ class ExchangeContext {
       return absl::FailedPreconditionError("ECDH context not initialised");
     }
     if (EVP_PKEY_CTX_get_params(shadow_.get(), params) != 1) {
-      return ShadowRejected("could not read ECDH parameters");
+      return UnsupportedError("could not read ECDH parameters");
     }
     return absl::OkStatus();
   }
@@ -236,7 +233,7 @@ class ExchangeContext {
         OSSL_PARAM_END,
     };
     if (EVP_KDF_derive(ctx.get(), out, kdf.outlen, params) != 1) {
-      return ShadowRejected("the X9.63 KDF failed");
+      return UnsupportedError("the X9.63 KDF failed");
     }
     return kdf.outlen;
   }
@@ -262,12 +259,6 @@ class ExchangeContext {
 // The C edge.
 
 ExchangeContext* Ctx(void* ctx) { return static_cast<ExchangeContext*>(ctx); }
-
-int Report(ExchangeContext* ctx, const absl::Status& status) {
-  if (status.ok()) return 1;
-  HSMPROXY_RAISE(ctx->provider(), status);
-  return 0;
-}
 
 void* ExchNewCtx(void* provctx) {
   return new ExchangeContext(static_cast<ProviderContext*>(provctx));

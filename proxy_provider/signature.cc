@@ -24,6 +24,7 @@
 #include "proxy_provider/mechanisms.h"
 #include "proxy_provider/provider_context.h"
 #include "proxy_provider/remote.h"
+#include "proxy_provider/report.h"
 
 namespace hsmd::proxy {
 namespace {
@@ -66,11 +67,6 @@ bool FamilyAccepts(Family family, KeyKind kind) {
 bool IsSigning(Op op) { return op == Op::kSign || op == Op::kDigestSign; }
 bool IsDigestOp(Op op) {
   return op == Op::kDigestSign || op == Op::kDigestVerify;
-}
-
-absl::Status ShadowRejected(const char* what) {
-  // The default provider put its own reason on the queue already.
-  return WithReason(absl::InvalidArgumentError(what), Reason::kUnsupported);
 }
 
 std::string ToString(const unsigned char* data, size_t length) {
@@ -211,7 +207,7 @@ absl::Status SignatureContext::InitShadow(const char* mdname,
             : EVP_DigestVerifyInit_ex(shadow_md_.get(), nullptr, nullptr,
                                       libctx, kDefaultProviderQuery,
                                       key_->pkey(), params);
-    if (rc != 1) return ShadowRejected("Ed25519 parameters rejected");
+    if (rc != 1) return UnsupportedError("Ed25519 parameters rejected");
     return absl::OkStatus();
   }
 
@@ -265,7 +261,7 @@ absl::Status SignatureContext::InitShadow(const char* mdname,
       break;
   }
   if (rc != 1)
-    return ShadowRejected("the key cannot be used for this operation");
+    return UnsupportedError("the key cannot be used for this operation");
 
   if (IsDigestOp(op_)) {
     if (mdname == nullptr || mdname[0] == '\0') {
@@ -279,7 +275,7 @@ absl::Status SignatureContext::InitShadow(const char* mdname,
         OSSL_PARAM_END,
     };
     if (EVP_PKEY_CTX_set_params(shadow_.get(), set_digest) != 1) {
-      return ShadowRejected("digest rejected");
+      return UnsupportedError("digest rejected");
     }
     digest_.reset(EVP_MD_CTX_new());
     if (digest_ == nullptr ||
@@ -290,7 +286,7 @@ absl::Status SignatureContext::InitShadow(const char* mdname,
   }
   if (params != nullptr && params[0].key != nullptr &&
       EVP_PKEY_CTX_set_params(shadow_.get(), params) != 1) {
-    return ShadowRejected("signature parameters rejected");
+    return UnsupportedError("signature parameters rejected");
   }
   return absl::OkStatus();
 }
@@ -302,7 +298,7 @@ absl::Status SignatureContext::MakeDeferredShadow() {
     return absl::InternalError("could not create a default-provider context");
   }
   if (EVP_PKEY_verify_init_ex(ctx.get(), nullptr) != 1) {
-    return ShadowRejected("the key cannot be used for this operation");
+    return UnsupportedError("the key cannot be used for this operation");
   }
   const OSSL_PARAM set_digest[] = {
       OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST,
@@ -310,7 +306,7 @@ absl::Status SignatureContext::MakeDeferredShadow() {
       OSSL_PARAM_END,
   };
   if (EVP_PKEY_CTX_set_params(ctx.get(), set_digest) != 1) {
-    return ShadowRejected("digest rejected");
+    return UnsupportedError("digest rejected");
   }
   shadow_ = std::move(ctx);
   shadow_deferred_ = false;
@@ -386,8 +382,7 @@ absl::StatusOr<v1::SignatureAlgorithm> SignatureContext::RsaAlgorithm(
       auto* pss = algorithm.mutable_rsa_pss();
       pss->set_hash(digest->hash);
       if (mgf1[0] != '\0') {
-        ASSIGN_OR_RETURN(Digest mgf1_digest,
-                         provider_->LookupDigest(mgf1));
+        ASSIGN_OR_RETURN(Digest mgf1_digest, provider_->LookupDigest(mgf1));
         if (mgf1_digest.hash == v1::HASH_ALGORITHM_UNSPECIFIED ||
             mgf1_digest.hash == v1::HASH_ALGORITHM_MD5_SHA1) {
           return UnsupportedError(
@@ -473,7 +468,7 @@ absl::StatusOr<size_t> SignatureContext::Sign(unsigned char* sig,
   if (SignsLocally()) {
     size_t length = sigsize;
     if (EVP_PKEY_sign(shadow_.get(), sig, &length, tbs, tbslen) != 1) {
-      return ShadowRejected("signing failed");
+      return UnsupportedError("signing failed");
     }
     return length;
   }
@@ -488,7 +483,7 @@ absl::StatusOr<bool> SignatureContext::Verify(const unsigned char* sig,
     return absl::FailedPreconditionError("not initialised for verification");
   }
   int rc = EVP_PKEY_verify(shadow_.get(), sig, siglen, tbs, tbslen);
-  if (rc < 0) return ShadowRejected("verification failed");
+  if (rc < 0) return UnsupportedError("verification failed");
   return rc == 1;
 }
 
@@ -501,7 +496,7 @@ absl::StatusOr<size_t> SignatureContext::VerifyRecover(unsigned char* out,
   }
   size_t length = outsize;
   if (EVP_PKEY_verify_recover(shadow_.get(), out, &length, sig, siglen) != 1) {
-    return ShadowRejected("verify-recover failed");
+    return UnsupportedError("verify-recover failed");
   }
   return length;
 }
@@ -539,7 +534,7 @@ absl::StatusOr<size_t> SignatureContext::DigestSignFinal(unsigned char* sig,
       if (EVP_PKEY_sign(
               shadow_.get(), nullptr, &length, zero,
               static_cast<size_t>(EVP_MD_CTX_get_size(digest_.get()))) != 1) {
-        return ShadowRejected("signing failed");
+        return UnsupportedError("signing failed");
       }
       return length;
     }
@@ -550,7 +545,7 @@ absl::StatusOr<size_t> SignatureContext::DigestSignFinal(unsigned char* sig,
   if (SignsLocally()) {
     size_t length = sigsize;
     if (EVP_PKEY_sign(shadow_.get(), sig, &length, tbs, digest.size()) != 1) {
-      return ShadowRejected("signing failed");
+      return UnsupportedError("signing failed");
     }
     return length;
   }
@@ -567,7 +562,7 @@ absl::StatusOr<bool> SignatureContext::DigestVerifyFinal(
   int rc = EVP_PKEY_verify(
       shadow_.get(), sig, siglen,
       reinterpret_cast<const unsigned char*>(digest.data()), digest.size());
-  if (rc < 0) return ShadowRejected("verification failed");
+  if (rc < 0) return UnsupportedError("verification failed");
   return rc == 1;
 }
 
@@ -580,7 +575,7 @@ absl::StatusOr<size_t> SignatureContext::DigestSignOneShot(
   if (SignsLocally()) {
     size_t length = sigsize;
     if (EVP_DigestSign(shadow_md_.get(), sig, &length, tbs, tbslen) != 1) {
-      return ShadowRejected("signing failed");
+      return UnsupportedError("signing failed");
     }
     return length;
   }
@@ -607,7 +602,7 @@ absl::StatusOr<bool> SignatureContext::DigestVerifyOneShot(
         "not initialised for Ed25519 verification");
   }
   int rc = EVP_DigestVerify(shadow_md_.get(), sig, siglen, tbs, tbslen);
-  if (rc < 0) return ShadowRejected("verification failed");
+  if (rc < 0) return UnsupportedError("verification failed");
   return rc == 1;
 }
 
@@ -624,8 +619,7 @@ absl::Status SignatureContext::SetParams(const OSSL_PARAM* params) {
     if (p != nullptr && OSSL_PARAM_get_utf8_string_ptr(p, &name) == 1) {
       // The message is already being hashed with mdname_.
       ASSIGN_OR_RETURN(Digest wanted, provider_->LookupDigest(name));
-      ASSIGN_OR_RETURN(Digest current,
-                       provider_->LookupDigest(mdname_));
+      ASSIGN_OR_RETURN(Digest current, provider_->LookupDigest(mdname_));
       if (!EVP_MD_is_a(wanted.md.get(), current.name.c_str())) {
         return UnsupportedError(absl::StrCat(
             "the digest cannot change from ", mdname_, " to ", name,
@@ -634,7 +628,7 @@ absl::Status SignatureContext::SetParams(const OSSL_PARAM* params) {
     }
   }
   if (EVP_PKEY_CTX_set_params(ctx, params) != 1) {
-    return ShadowRejected("signature parameters rejected");
+    return UnsupportedError("signature parameters rejected");
   }
   return absl::OkStatus();
 }
@@ -645,7 +639,7 @@ absl::Status SignatureContext::GetParams(OSSL_PARAM* params) {
     return absl::FailedPreconditionError("signature context not initialised");
   }
   if (EVP_PKEY_CTX_get_params(ctx, params) != 1) {
-    return ShadowRejected("could not read signature parameters");
+    return UnsupportedError("could not read signature parameters");
   }
   return absl::OkStatus();
 }
@@ -699,24 +693,6 @@ void* SigDupCtx(void* ctx) {
     return nullptr;
   }
   return copy->release();
-}
-
-int Report(SignatureContext* ctx, const absl::Status& status) {
-  if (status.ok()) return 1;
-  HSMPROXY_RAISE(ctx->provider(), status);
-  return 0;
-}
-
-int ReportSize(SignatureContext* ctx, const absl::StatusOr<size_t>& result,
-               size_t* length) {
-  if (!result.ok()) return Report(ctx, result.status());
-  *length = *result;
-  return 1;
-}
-
-int ReportVerify(SignatureContext* ctx, const absl::StatusOr<bool>& result) {
-  if (!result.ok()) return Report(ctx, result.status());
-  return *result ? 1 : 0;
 }
 
 int SigSignInit(void* ctx, void* provkey, const OSSL_PARAM params[]) {

@@ -24,6 +24,7 @@
 #include "proxy_provider/mechanisms.h"
 #include "proxy_provider/provider_context.h"
 #include "proxy_provider/remote.h"
+#include "proxy_provider/report.h"
 #include "proxy_provider/sm2.h"
 
 namespace hsmd::proxy {
@@ -34,11 +35,6 @@ enum class Op { kNone, kSign, kVerify, kDigestSign, kDigestVerify };
 bool IsSigning(Op op) { return op == Op::kSign || op == Op::kDigestSign; }
 bool IsDigestOp(Op op) {
   return op == Op::kDigestSign || op == Op::kDigestVerify;
-}
-
-absl::Status ShadowRejected(const char* what) {
-  // The default provider put its own reason on the queue already.
-  return WithReason(absl::InvalidArgumentError(what), Reason::kUnsupported);
 }
 
 std::string ToString(const unsigned char* data, size_t length) {
@@ -158,7 +154,7 @@ absl::Status Sm2SignatureContext::Init(Op op, std::shared_ptr<Key> key,
                  : EVP_DigestVerifyInit_ex(shadow_md_.get(), nullptr, mdname,
                                            libctx, kDefaultProviderQuery,
                                            key_->pkey(), nullptr);
-    if (rc != 1) return ShadowRejected("SM2 digest parameters rejected");
+    if (rc != 1) return UnsupportedError("SM2 digest parameters rejected");
   } else {
     shadow_.reset(EVP_PKEY_CTX_new_from_pkey(libctx, key_->pkey(),
                                              kDefaultProviderQuery));
@@ -169,7 +165,7 @@ absl::Status Sm2SignatureContext::Init(Op op, std::shared_ptr<Key> key,
                  ? EVP_PKEY_sign_init_ex(shadow_.get(), nullptr)
                  : EVP_PKEY_verify_init_ex(shadow_.get(), nullptr);
     if (rc != 1) {
-      return ShadowRejected("the key cannot be used for SM2 signatures");
+      return UnsupportedError("the key cannot be used for SM2 signatures");
     }
     if (IsDigestOp(op_)) {
       if (mdname != nullptr && mdname[0] != '\0') {
@@ -255,7 +251,7 @@ absl::StatusOr<size_t> Sm2SignatureContext::Sign(unsigned char* sig,
   if (Local()) {
     size_t length = sigsize;
     if (EVP_PKEY_sign(shadow_.get(), sig, &length, tbs, tbslen) != 1) {
-      return ShadowRejected("SM2 signing failed");
+      return UnsupportedError("SM2 signing failed");
     }
     return length;
   }
@@ -273,7 +269,7 @@ absl::StatusOr<bool> Sm2SignatureContext::Verify(const unsigned char* sig,
     return absl::FailedPreconditionError("not initialised for verification");
   }
   int rc = EVP_PKEY_verify(shadow_.get(), sig, siglen, tbs, tbslen);
-  if (rc < 0) return ShadowRejected("SM2 verification failed");
+  if (rc < 0) return UnsupportedError("SM2 verification failed");
   return rc == 1;
 }
 
@@ -283,7 +279,7 @@ absl::Status Sm2SignatureContext::DigestUpdate(const unsigned char* data,
     int rc = op_ == Op::kDigestSign
                  ? EVP_DigestSignUpdate(shadow_md_.get(), data, length)
                  : EVP_DigestVerifyUpdate(shadow_md_.get(), data, length);
-    if (rc != 1) return ShadowRejected("SM2 digest update failed");
+    if (rc != 1) return UnsupportedError("SM2 digest update failed");
     return absl::OkStatus();
   }
   if (digest_ == nullptr) {
@@ -304,7 +300,7 @@ absl::StatusOr<size_t> Sm2SignatureContext::DigestSignFinal(unsigned char* sig,
   if (shadow_md_ != nullptr) {
     size_t length = sigsize;
     if (EVP_DigestSignFinal(shadow_md_.get(), sig, &length) != 1) {
-      return ShadowRejected("SM2 signing failed");
+      return UnsupportedError("SM2 signing failed");
     }
     return length;
   }
@@ -331,7 +327,7 @@ absl::StatusOr<bool> Sm2SignatureContext::DigestVerifyFinal(
                          reinterpret_cast<const unsigned char*>(e.data()),
                          e.size());
   }
-  if (rc < 0) return ShadowRejected("SM2 verification failed");
+  if (rc < 0) return UnsupportedError("SM2 verification failed");
   return rc == 1;
 }
 
@@ -343,7 +339,7 @@ absl::Status Sm2SignatureContext::SetParams(const OSSL_PARAM* params) {
   }
   if (Local()) {
     if (EVP_PKEY_CTX_set_params(ctx, params) != 1) {
-      return ShadowRejected("SM2 signature parameters rejected");
+      return UnsupportedError("SM2 signature parameters rejected");
     }
     return absl::OkStatus();
   }
@@ -383,7 +379,7 @@ absl::Status Sm2SignatureContext::SetParams(const OSSL_PARAM* params) {
   }
   std::vector<OSSL_PARAM> rest = Without(params, OSSL_PKEY_PARAM_DIST_ID);
   if (rest.size() > 1 && EVP_PKEY_CTX_set_params(ctx, rest.data()) != 1) {
-    return ShadowRejected("SM2 signature parameters rejected");
+    return UnsupportedError("SM2 signature parameters rejected");
   }
   return absl::OkStatus();
 }
@@ -395,7 +391,7 @@ absl::Status Sm2SignatureContext::GetParams(OSSL_PARAM* params) {
   }
   if (Local()) {
     if (EVP_PKEY_CTX_get_params(ctx, params) != 1) {
-      return ShadowRejected("could not read SM2 signature parameters");
+      return UnsupportedError("could not read SM2 signature parameters");
     }
     return absl::OkStatus();
   }
@@ -413,7 +409,7 @@ absl::Status Sm2SignatureContext::GetParams(OSSL_PARAM* params) {
       Without(params, OSSL_SIGNATURE_PARAM_ALGORITHM_ID);
   if (rest.size() > 1) {
     if (EVP_PKEY_CTX_get_params(ctx, rest.data()) != 1) {
-      return ShadowRejected("could not read SM2 signature parameters");
+      return UnsupportedError("could not read SM2 signature parameters");
     }
     CopyReturnSizes(rest, params, OSSL_SIGNATURE_PARAM_ALGORITHM_ID);
   }
@@ -449,24 +445,6 @@ absl::StatusOr<std::unique_ptr<Sm2SignatureContext>> Sm2SignatureContext::Dup()
 
 Sm2SignatureContext* Ctx(void* ctx) {
   return static_cast<Sm2SignatureContext*>(ctx);
-}
-
-int Report(Sm2SignatureContext* ctx, const absl::Status& status) {
-  if (status.ok()) return 1;
-  HSMPROXY_RAISE(ctx->provider(), status);
-  return 0;
-}
-
-int ReportSize(Sm2SignatureContext* ctx, const absl::StatusOr<size_t>& result,
-               size_t* length) {
-  if (!result.ok()) return Report(ctx, result.status());
-  *length = *result;
-  return 1;
-}
-
-int ReportVerify(Sm2SignatureContext* ctx, const absl::StatusOr<bool>& result) {
-  if (!result.ok()) return Report(ctx, result.status());
-  return *result ? 1 : 0;
 }
 
 void* SigNewCtx(void* provctx, const char* /*propq*/) {
