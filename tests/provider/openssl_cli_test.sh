@@ -4,69 +4,12 @@
 # (openssl.cnf activating default + hsmproxy).
 set -euo pipefail
 
-RUNFILES="${TEST_SRCDIR}/${TEST_WORKSPACE:-hsmd}"
-HSMD="${RUNFILES}/daemon/hsmd"
-MODULE="${RUNFILES}/proxy_provider/hsmproxy.so"
 WORK="${TEST_TMPDIR}/cli"
-mkdir -p "${WORK}"
-cd "${WORK}"
-
-# Every openssl command gets a time limit: a hang fails the test.
-ossl() { timeout 60 openssl "$@"; }
-
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
-
-DEMO="$(mktemp -d /tmp/hsmdXXXXXX)"
-HSMD_PID=""
+# hsmd --demo, ossl/fail, openssl.cnf and openssl-default-first.cnf.
+source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
+write_conf "${WORK}/openssl-down.cnf" hsmproxy-first "${DEMO}/no-such.sock"
+EXTRA_CLEANUP='[[ -n "${SERVER_PID}" ]] && kill "${SERVER_PID}" 2>/dev/null'
 SERVER_PID=""
-cleanup() {
-  [[ -n "${SERVER_PID}" ]] && kill "${SERVER_PID}" 2>/dev/null || true
-  [[ -n "${HSMD_PID}" ]] && kill "${HSMD_PID}" 2>/dev/null || true
-  [[ -n "${HSMD_PID}" ]] && wait "${HSMD_PID}" 2>/dev/null || true
-  rm -rf "${DEMO}"
-}
-trap cleanup EXIT
-
-env -u OPENSSL_CONF "${HSMD}" --demo "${DEMO}" >"${WORK}/hsmd.log" 2>&1 &
-HSMD_PID=$!
-for _ in $(seq 1 600); do
-  grep -q 'msg="hsmd ready"' "${WORK}/hsmd.log" && break
-  kill -0 "${HSMD_PID}" 2>/dev/null || { cat "${WORK}/hsmd.log"; fail "hsmd exited"; }
-  sleep 0.1
-done
-grep -q 'msg="hsmd ready"' "${WORK}/hsmd.log" || fail "hsmd did not start"
-
-# hsmproxy listed first on purpose: ordinary keys must keep working even
-# when its implementations are found before the default provider's.
-write_conf() {  # write_conf FILE SOCKET ORDER
-  local first second
-  if [[ "$3" == hsmproxy-first ]]; then first=hsmproxy; second=default; else first=default; second=hsmproxy; fi
-  cat >"$1" <<EOF
-openssl_conf = openssl_init
-
-[openssl_init]
-providers = provider_sect
-
-[provider_sect]
-${first} = ${first}_sect
-${second} = ${second}_sect
-
-[default_sect]
-activate = 1
-
-[hsmproxy_sect]
-module = ${MODULE}
-socket = $2
-timeout_ms = 5000
-activate = 1
-EOF
-}
-write_conf "${WORK}/openssl.cnf" "${DEMO}/hsmd.sock" hsmproxy-first
-write_conf "${WORK}/openssl-default-first.cnf" "${DEMO}/hsmd.sock" default-first
-write_conf "${WORK}/openssl-down.cnf" "${DEMO}/no-such.sock" hsmproxy-first
 export OPENSSL_CONF="${WORK}/openssl.cnf"
 
 uri() { echo "pkcs11:token=demo;object=$1;type=private"; }

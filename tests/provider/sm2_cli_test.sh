@@ -8,66 +8,9 @@
 # signatures that verify.
 set -euo pipefail
 
-RUNFILES="${TEST_SRCDIR}/${TEST_WORKSPACE:-hsmd}"
-HSMD="${RUNFILES}/daemon/hsmd"
-MODULE="${RUNFILES}/proxy_provider/hsmproxy.so"
 WORK="${TEST_TMPDIR}/sm2cli"
-mkdir -p "${WORK}"
-cd "${WORK}"
-
-# Every openssl command gets a time limit: a hang fails the test.
-ossl() { timeout 60 openssl "$@"; }
-# OpenSSL alone, no hsmproxy anywhere.
-plain() { OPENSSL_CONF=/dev/null timeout 60 openssl "$@"; }
-
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
-
-DEMO="$(mktemp -d /tmp/hsmdXXXXXX)"
-HSMD_PID=""
-cleanup() {
-  [[ -n "${HSMD_PID}" ]] && kill "${HSMD_PID}" 2>/dev/null || true
-  [[ -n "${HSMD_PID}" ]] && wait "${HSMD_PID}" 2>/dev/null || true
-  rm -rf "${DEMO}"
-}
-trap cleanup EXIT
-
-env -u OPENSSL_CONF "${HSMD}" --demo "${DEMO}" >"${WORK}/hsmd.log" 2>&1 &
-HSMD_PID=$!
-for _ in $(seq 1 600); do
-  grep -q 'msg="hsmd ready"' "${WORK}/hsmd.log" && break
-  kill -0 "${HSMD_PID}" 2>/dev/null || { cat "${WORK}/hsmd.log"; fail "hsmd exited"; }
-  sleep 0.1
-done
-grep -q 'msg="hsmd ready"' "${WORK}/hsmd.log" || fail "hsmd did not start"
-
-write_conf() {  # write_conf FILE ORDER
-  local first second
-  if [[ "$2" == hsmproxy-first ]]; then first=hsmproxy; second=default; else first=default; second=hsmproxy; fi
-  cat >"$1" <<EOF
-openssl_conf = openssl_init
-
-[openssl_init]
-providers = provider_sect
-
-[provider_sect]
-${first} = ${first}_sect
-${second} = ${second}_sect
-
-[default_sect]
-activate = 1
-
-[hsmproxy_sect]
-module = ${MODULE}
-socket = ${DEMO}/hsmd.sock
-timeout_ms = 5000
-activate = 1
-EOF
-}
-write_conf "${WORK}/openssl.cnf" hsmproxy-first
-write_conf "${WORK}/openssl-default-first.cnf" default-first
+# hsmd --demo, ossl/plain/fail, openssl.cnf and openssl-default-first.cnf.
+source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 export OPENSSL_CONF="${WORK}/openssl.cnf"
 
 S="sdf:device=soft0;index=1;usage=sign"
