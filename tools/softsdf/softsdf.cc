@@ -37,6 +37,7 @@
 #include "absl/strings/string_view.h"
 #include "common/openssl_ptr.h"
 #include "daemon/backend/sdf/gmt0018.h"
+#include "daemon/backend/sdf/sdr_names.h"
 #include "tools/softsdf/key_store.h"
 #include "tools/softsdf/sm2_codec.h"
 
@@ -64,54 +65,8 @@ bool DebugEnabled() {
 }
 
 const char* CodeName(int code) {
-  switch (code) {
-    case SDR_OK:
-      return "SDR_OK";
-    case SDR_UNKNOWERR:
-      return "SDR_UNKNOWERR";
-    case SDR_NOTSUPPORT:
-      return "SDR_NOTSUPPORT";
-    case SDR_OPENDEVICE:
-      return "SDR_OPENDEVICE";
-    case SDR_OPENSESSION:
-      return "SDR_OPENSESSION";
-    case SDR_PARDENY:
-      return "SDR_PARDENY";
-    case SDR_KEYNOTEXIST:
-      return "SDR_KEYNOTEXIST";
-    case SDR_ALGNOTSUPPORT:
-      return "SDR_ALGNOTSUPPORT";
-    case SDR_ALGMODNOTSUPPORT:
-      return "SDR_ALGMODNOTSUPPORT";
-    case SDR_PKOPERR:
-      return "SDR_PKOPERR";
-    case SDR_SKOPERR:
-      return "SDR_SKOPERR";
-    case SDR_SIGNERR:
-      return "SDR_SIGNERR";
-    case SDR_VERIFYERR:
-      return "SDR_VERIFYERR";
-    case SDR_SYMOPERR:
-      return "SDR_SYMOPERR";
-    case SDR_STEPERR:
-      return "SDR_STEPERR";
-    case SDR_KEYERR:
-      return "SDR_KEYERR";
-    case SDR_ENCDATAERR:
-      return "SDR_ENCDATAERR";
-    case SDR_RANDERR:
-      return "SDR_RANDERR";
-    case SDR_PRKRERR:
-      return "SDR_PRKRERR";
-    case SDR_NOBUFFER:
-      return "SDR_NOBUFFER";
-    case SDR_INARGERR:
-      return "SDR_INARGERR";
-    case SDR_OUTARGERR:
-      return "SDR_OUTARGERR";
-    default:
-      return "SDR_?";
-  }
+  const char* name = backend::sdf::SdrCodeName(code);
+  return name != nullptr ? name : "SDR_?";
 }
 
 // Carries the SDF function's name so that errors say where they come from.
