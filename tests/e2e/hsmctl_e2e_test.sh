@@ -184,6 +184,32 @@ cmp -s "$WORK/plain.txt" "$WORK/back.local" || fail "encrypt/decrypt mismatch"
 expect 4 decrypt "$(uri rsa-2048)" --alg rsa-pkcs1 --in "$WORK/ct.local" \
   --out "$WORK/never"
 
+step "derive (ECDH) equals what the peer derives"
+for k in ec-p256 ec-p384; do
+  curve=P-256; [[ "$k" == ec-p384 ]] && curve=P-384
+  openssl genpkey -algorithm EC -pkeyopt "ec_paramgen_curve:$curve" \
+    -out "$WORK/peer-$k.key"
+  openssl pkey -in "$WORK/peer-$k.key" -pubout -out "$WORK/peer-$k.pub.pem"
+  openssl pkey -in "$WORK/peer-$k.key" -pubout -outform DER -out "$WORK/peer-$k.pub.der"
+  expect 0 derive "$(uri "$k")" --peer "$WORK/peer-$k.pub.pem" --out "$WORK/hsm-$k.secret"
+  [[ "$(stat -c %a "$WORK/hsm-$k.secret")" == "600" ]] || fail "secret file is not mode 0600"
+  openssl pkeyutl -derive -inkey "$WORK/peer-$k.key" -peerkey "$WORK/$k.pub.pem" \
+    -out "$WORK/peer-$k.secret"
+  cmp -s "$WORK/hsm-$k.secret" "$WORK/peer-$k.secret" ||
+    fail "$k: hsmctl derive and the peer derived different secrets"
+  expect 0 derive "$(uri "$k")" --peer "$WORK/peer-$k.pub.der" --out "$WORK/hsm-$k.der.secret"
+  cmp -s "$WORK/hsm-$k.der.secret" "$WORK/peer-$k.secret" || fail "$k: DER peer key"
+done
+# The peer on another curve, a key that cannot derive, junk.
+expect 4 derive "$(uri ec-p256)" --peer "$WORK/peer-ec-p384.pub.pem" --out "$WORK/never"
+contains "$ERR" "curve"
+expect 4 derive "$(uri rsa-2048)" --peer "$WORK/peer-ec-p256.pub.pem" --out "$WORK/never"
+echo "not a key" >"$WORK/junk.pem"
+expect 2 derive "$(uri ec-p256)" --peer "$WORK/junk.pem" --out "$WORK/never"
+contains "$ERR" "--peer: not a public key"
+expect 2 derive "$(uri ec-p256)" --out "$WORK/never"
+[[ ! -e "$WORK/never" ]] || fail "a failed derive wrote its output"
+
 step "random"
 expect 0 random 32
 [[ "$OUT" =~ ^[0-9a-f]{64}$ ]] || fail "random 32 printed: $OUT"

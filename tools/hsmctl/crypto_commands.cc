@@ -305,6 +305,28 @@ absl::Status RunDecrypt(CommandContext& ctx, const ParsedArgs& args) {
   return absl::OkStatus();
 }
 
+absl::Status RunDerive(CommandContext& ctx, const ParsedArgs& args) {
+  ASSIGN_OR_RETURN(v1::KeyRef ref,
+                   AsUsageError(ParseKeyRef(args.positional()[0])));
+  ASSIGN_OR_RETURN(std::string peer_path, RequiredOption(args, "peer"));
+  ASSIGN_OR_RETURN(absl::optional<std::string> out_path,
+                   BinaryOutputPath(ctx, args));
+  ASSIGN_OR_RETURN(std::string peer, ReadInput("--peer", peer_path, ctx.in()));
+  ASSIGN_OR_RETURN(std::string peer_der, PublicKeyDerFromFile("--peer", peer));
+  v1::DeriveRequest request;
+  *request.mutable_key() = ref;
+  request.mutable_ecdh()->set_peer_public_key(std::move(peer_der));
+  ASSIGN_OR_RETURN(client::Client * client, ctx.client());
+  ASSIGN_OR_RETURN(v1::DeriveResponse response, client->Derive(request));
+  if (out_path.has_value()) {
+    // A shared secret: readable by the owner only.
+    RETURN_IF_ERROR(WriteOutput("--out", *out_path, response.shared_secret(),
+                                ctx.out(), 0600));
+  }
+  if (ctx.json()) return ctx.PrintJson(response);
+  return absl::OkStatus();
+}
+
 absl::Status RunRandom(CommandContext& ctx, const ParsedArgs& args) {
   ASSIGN_OR_RETURN(
       uint32_t length,
@@ -448,6 +470,21 @@ std::vector<CommandSpec> CryptoCommands() {
           1,
           1,
           RunDecrypt,
+      },
+      {
+          "derive",
+          "URI|KEY_ID --peer FILE --out FILE",
+          "ECDH key agreement with an HSM EC key",
+          "Writes the raw shared secret (the x-coordinate, as `openssl pkeyutl "
+          "-derive`\nreturns it; no KDF) with mode 0600. --peer is the other "
+          "side's public key,\nPEM or DER, on the key's curve.",
+          {
+              {"peer", "FILE", "the peer's public key; - for stdin"},
+              {"out", "FILE", "shared secret output; - for stdout"},
+          },
+          1,
+          1,
+          RunDerive,
       },
       {
           "random",

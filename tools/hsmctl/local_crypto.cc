@@ -7,6 +7,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client_lib/client.h"
 #include "common/sm2.h"
@@ -177,6 +178,34 @@ absl::StatusOr<EvpPkeyPtr> PublicKeyOf(const v1::Key& key) {
                                    ", a key without a public half"));
   }
   return ParsePublicKeyDer(key.public_key_der());
+}
+
+absl::StatusOr<std::string> PublicKeyDerFromFile(absl::string_view what,
+                                                 absl::string_view data) {
+  EvpPkeyPtr key;
+  if (absl::StartsWith(data, "-----BEGIN")) {
+    BioPtr bio(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
+    if (bio != nullptr) {
+      key.reset(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
+    }
+  } else {
+    const unsigned char* p =
+        reinterpret_cast<const unsigned char*>(data.data());
+    key.reset(d2i_PUBKEY(nullptr, &p, static_cast<long>(data.size())));
+  }
+  ERR_clear_error();
+  if (key == nullptr) {
+    return UsageError(absl::StrCat(
+        what,
+        ": not a public key (PEM \"-----BEGIN PUBLIC KEY-----\" or DER "
+        "SubjectPublicKeyInfo, as `openssl pkey -pubout` writes)"));
+  }
+  unsigned char* der = nullptr;
+  const int length = i2d_PUBKEY(key.get(), &der);
+  if (length <= 0) return OpenSslFailure("cannot DER-encode the public key");
+  std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(length));
+  OPENSSL_free(der);
+  return out;
 }
 
 absl::StatusOr<std::string> PublicKeyDerToPem(absl::string_view der) {

@@ -23,6 +23,12 @@ absl::StatusOr<EvpPkeyPtr> ParsePublicKeyDer(absl::string_view der);
 // one (SM4).
 absl::StatusOr<EvpPkeyPtr> PublicKeyOf(const v1::Key& key);
 
+// The DER SubjectPublicKeyInfo of a public key given as PEM ("-----BEGIN
+// PUBLIC KEY-----", as `openssl pkey -pubout` writes it) or as DER; a usage
+// error naming `what` for anything else.
+absl::StatusOr<std::string> PublicKeyDerFromFile(absl::string_view what,
+                                                 absl::string_view data);
+
 // "-----BEGIN PUBLIC KEY-----" PEM of a DER SubjectPublicKeyInfo.
 absl::StatusOr<std::string> PublicKeyDerToPem(absl::string_view der);
 

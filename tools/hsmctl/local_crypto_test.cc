@@ -1,5 +1,6 @@
 #include "tools/hsmctl/local_crypto.h"
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
@@ -494,6 +495,33 @@ TEST(PublicKeyDerToPemTest, PemAndBadDer) {
   EXPECT_THAT(*pem, StartsWith("-----BEGIN PUBLIC KEY-----\n"));
   EXPECT_FALSE(PublicKeyDerToPem("junk").ok());
   EXPECT_FALSE(ParsePublicKeyDer("").ok());
+}
+
+TEST(PublicKeyDerFromFileTest, PemDerAndJunk) {
+  unsigned char* der = nullptr;
+  int len = i2d_PUBKEY(TestKeys().p256.get(), &der);
+  std::string spki(reinterpret_cast<char*>(der), static_cast<size_t>(len));
+  OPENSSL_free(der);
+  absl::StatusOr<std::string> pem = PublicKeyDerToPem(spki);
+  ASSERT_TRUE(pem.ok());
+  // PEM and DER give the same SubjectPublicKeyInfo.
+  absl::StatusOr<std::string> from_pem = PublicKeyDerFromFile("--peer", *pem);
+  ASSERT_TRUE(from_pem.ok()) << from_pem.status();
+  EXPECT_EQ(*from_pem, spki);
+  absl::StatusOr<std::string> from_der = PublicKeyDerFromFile("--peer", spki);
+  ASSERT_TRUE(from_der.ok()) << from_der.status();
+  EXPECT_EQ(*from_der, spki);
+  for (const std::string& junk :
+       {std::string("junk"), std::string(),
+        std::string(
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"),
+        spki.substr(0, spki.size() - 1)}) {
+    absl::StatusOr<std::string> bad = PublicKeyDerFromFile("--peer", junk);
+    ASSERT_FALSE(bad.ok());
+    EXPECT_THAT(bad.status().message(), HasSubstr("--peer: not a public key"));
+    EXPECT_EQ(ExitCodeFor(bad.status()), kExitUsage);
+  }
+  EXPECT_EQ(ERR_peek_error(), 0u);
 }
 
 TEST(SummarizeCertificateTest, SelfSigned) {
