@@ -25,20 +25,14 @@
 #include "proxy_provider/provider_context.h"
 #include "proxy_provider/remote.h"
 #include "proxy_provider/report.h"
+#include "proxy_provider/signature_edge.h"
 
 namespace hsmd::proxy {
 namespace {
 
 enum class Family { kRsa, kEcdsa, kEd25519 };
 
-enum class Op {
-  kNone,
-  kSign,
-  kVerify,
-  kVerifyRecover,
-  kDigestSign,
-  kDigestVerify,
-};
+using Op = SignatureOp;
 
 const char* FamilyName(Family family) {
   switch (family) {
@@ -62,11 +56,6 @@ bool FamilyAccepts(Family family, KeyKind kind) {
       return kind == KeyKind::kEd25519;
   }
   return false;
-}
-
-bool IsSigning(Op op) { return op == Op::kSign || op == Op::kDigestSign; }
-bool IsDigestOp(Op op) {
-  return op == Op::kDigestSign || op == Op::kDigestVerify;
 }
 
 std::string ToString(const unsigned char* data, size_t length) {
@@ -677,49 +666,16 @@ absl::StatusOr<std::unique_ptr<SignatureContext>> SignatureContext::Dup()
 // ---------------------------------------------------------------------------
 // The C edge.
 
-SignatureContext* Ctx(void* ctx) { return static_cast<SignatureContext*>(ctx); }
+using Edge = SignatureEdge<SignatureContext>;
+SignatureContext* Ctx(void* ctx) { return Edge::Ctx(ctx); }
 
 template <Family kFamily>
 void* SigNewCtx(void* provctx, const char* /*propq*/) {
   return new SignatureContext(static_cast<ProviderContext*>(provctx), kFamily);
 }
 
-void SigFreeCtx(void* ctx) { delete Ctx(ctx); }
-
-void* SigDupCtx(void* ctx) {
-  absl::StatusOr<std::unique_ptr<SignatureContext>> copy = Ctx(ctx)->Dup();
-  if (!copy.ok()) {
-    HSMPROXY_RAISE(Ctx(ctx)->provider(), copy.status());
-    return nullptr;
-  }
-  return copy->release();
-}
-
-int SigSignInit(void* ctx, void* provkey, const OSSL_PARAM params[]) {
-  return Report(Ctx(ctx), Ctx(ctx)->Init(Op::kSign, KeyFromKeydata(provkey),
-                                         nullptr, params));
-}
-
-int SigSign(void* ctx, unsigned char* sig, size_t* siglen, size_t sigsize,
-            const unsigned char* tbs, size_t tbslen) {
-  return ReportSize(Ctx(ctx), Ctx(ctx)->Sign(sig, sigsize, tbs, tbslen),
-                    siglen);
-}
-
-int SigVerifyInit(void* ctx, void* provkey, const OSSL_PARAM params[]) {
-  return Report(Ctx(ctx), Ctx(ctx)->Init(Op::kVerify, KeyFromKeydata(provkey),
-                                         nullptr, params));
-}
-
-int SigVerify(void* ctx, const unsigned char* sig, size_t siglen,
-              const unsigned char* tbs, size_t tbslen) {
-  return ReportVerify(Ctx(ctx), Ctx(ctx)->Verify(sig, siglen, tbs, tbslen));
-}
-
 int SigVerifyRecoverInit(void* ctx, void* provkey, const OSSL_PARAM params[]) {
-  return Report(Ctx(ctx),
-                Ctx(ctx)->Init(Op::kVerifyRecover, KeyFromKeydata(provkey),
-                               nullptr, params));
+  return Edge::Init(ctx, Op::kVerifyRecover, nullptr, provkey, params);
 }
 
 int SigVerifyRecover(void* ctx, unsigned char* rout, size_t* routlen,
@@ -728,51 +684,16 @@ int SigVerifyRecover(void* ctx, unsigned char* rout, size_t* routlen,
       Ctx(ctx), Ctx(ctx)->VerifyRecover(rout, routsize, sig, siglen), routlen);
 }
 
-int SigDigestSignInit(void* ctx, const char* mdname, void* provkey,
-                      const OSSL_PARAM params[]) {
-  return Report(
-      Ctx(ctx),
-      Ctx(ctx)->Init(Op::kDigestSign, KeyFromKeydata(provkey), mdname, params));
-}
-
-int SigDigestUpdate(void* ctx, const unsigned char* data, size_t datalen) {
-  return Report(Ctx(ctx), Ctx(ctx)->DigestUpdate(data, datalen));
-}
-
-int SigDigestSignFinal(void* ctx, unsigned char* sig, size_t* siglen,
-                       size_t sigsize) {
-  return ReportSize(Ctx(ctx), Ctx(ctx)->DigestSignFinal(sig, sigsize), siglen);
-}
-
 int SigDigestSign(void* ctx, unsigned char* sig, size_t* siglen, size_t sigsize,
                   const unsigned char* tbs, size_t tbslen) {
   return ReportSize(
       Ctx(ctx), Ctx(ctx)->DigestSignOneShot(sig, sigsize, tbs, tbslen), siglen);
 }
 
-int SigDigestVerifyInit(void* ctx, const char* mdname, void* provkey,
-                        const OSSL_PARAM params[]) {
-  return Report(Ctx(ctx),
-                Ctx(ctx)->Init(Op::kDigestVerify, KeyFromKeydata(provkey),
-                               mdname, params));
-}
-
-int SigDigestVerifyFinal(void* ctx, const unsigned char* sig, size_t siglen) {
-  return ReportVerify(Ctx(ctx), Ctx(ctx)->DigestVerifyFinal(sig, siglen));
-}
-
 int SigDigestVerify(void* ctx, const unsigned char* sig, size_t siglen,
                     const unsigned char* tbs, size_t tbslen) {
   return ReportVerify(Ctx(ctx),
                       Ctx(ctx)->DigestVerifyOneShot(sig, siglen, tbs, tbslen));
-}
-
-int SigGetCtxParams(void* ctx, OSSL_PARAM params[]) {
-  return Report(Ctx(ctx), Ctx(ctx)->GetParams(params));
-}
-
-int SigSetCtxParams(void* ctx, const OSSL_PARAM params[]) {
-  return Report(Ctx(ctx), Ctx(ctx)->SetParams(params));
 }
 
 EVP_SIGNATURE* DefaultSignature(Family family, void* provctx) {
@@ -803,34 +724,34 @@ const OSSL_PARAM* SigSettableCtxParams(void* /*ctx*/, void* provctx) {
 const OSSL_DISPATCH kRsaSignatureFunctions[] = {
     {OSSL_FUNC_SIGNATURE_NEWCTX,
      HSMPROXY_DISPATCH_FN(&SigNewCtx<Family::kRsa>)},
-    {OSSL_FUNC_SIGNATURE_FREECTX, HSMPROXY_DISPATCH_FN(&SigFreeCtx)},
-    {OSSL_FUNC_SIGNATURE_DUPCTX, HSMPROXY_DISPATCH_FN(&SigDupCtx)},
-    {OSSL_FUNC_SIGNATURE_SIGN_INIT, HSMPROXY_DISPATCH_FN(&SigSignInit)},
-    {OSSL_FUNC_SIGNATURE_SIGN, HSMPROXY_DISPATCH_FN(&SigSign)},
-    {OSSL_FUNC_SIGNATURE_VERIFY_INIT, HSMPROXY_DISPATCH_FN(&SigVerifyInit)},
-    {OSSL_FUNC_SIGNATURE_VERIFY, HSMPROXY_DISPATCH_FN(&SigVerify)},
+    {OSSL_FUNC_SIGNATURE_FREECTX, HSMPROXY_DISPATCH_FN(&Edge::FreeCtx)},
+    {OSSL_FUNC_SIGNATURE_DUPCTX, HSMPROXY_DISPATCH_FN(&Edge::DupCtx)},
+    {OSSL_FUNC_SIGNATURE_SIGN_INIT, HSMPROXY_DISPATCH_FN(&Edge::SignInit)},
+    {OSSL_FUNC_SIGNATURE_SIGN, HSMPROXY_DISPATCH_FN(&Edge::Sign)},
+    {OSSL_FUNC_SIGNATURE_VERIFY_INIT, HSMPROXY_DISPATCH_FN(&Edge::VerifyInit)},
+    {OSSL_FUNC_SIGNATURE_VERIFY, HSMPROXY_DISPATCH_FN(&Edge::Verify)},
     {OSSL_FUNC_SIGNATURE_VERIFY_RECOVER_INIT,
      HSMPROXY_DISPATCH_FN(&SigVerifyRecoverInit)},
     {OSSL_FUNC_SIGNATURE_VERIFY_RECOVER,
      HSMPROXY_DISPATCH_FN(&SigVerifyRecover)},
     {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT,
-     HSMPROXY_DISPATCH_FN(&SigDigestSignInit)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestSignInit)},
     {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE,
-     HSMPROXY_DISPATCH_FN(&SigDigestUpdate)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestUpdate)},
     {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL,
-     HSMPROXY_DISPATCH_FN(&SigDigestSignFinal)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestSignFinal)},
     {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_INIT,
-     HSMPROXY_DISPATCH_FN(&SigDigestVerifyInit)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestVerifyInit)},
     {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_UPDATE,
-     HSMPROXY_DISPATCH_FN(&SigDigestUpdate)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestUpdate)},
     {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_FINAL,
-     HSMPROXY_DISPATCH_FN(&SigDigestVerifyFinal)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestVerifyFinal)},
     {OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS,
-     HSMPROXY_DISPATCH_FN(&SigGetCtxParams)},
+     HSMPROXY_DISPATCH_FN(&Edge::GetCtxParams)},
     {OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS,
      HSMPROXY_DISPATCH_FN(&SigGettableCtxParams<Family::kRsa>)},
     {OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS,
-     HSMPROXY_DISPATCH_FN(&SigSetCtxParams)},
+     HSMPROXY_DISPATCH_FN(&Edge::SetCtxParams)},
     {OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS,
      HSMPROXY_DISPATCH_FN(&SigSettableCtxParams<Family::kRsa>)},
     {0, nullptr},
@@ -839,30 +760,30 @@ const OSSL_DISPATCH kRsaSignatureFunctions[] = {
 const OSSL_DISPATCH kEcdsaSignatureFunctions[] = {
     {OSSL_FUNC_SIGNATURE_NEWCTX,
      HSMPROXY_DISPATCH_FN(&SigNewCtx<Family::kEcdsa>)},
-    {OSSL_FUNC_SIGNATURE_FREECTX, HSMPROXY_DISPATCH_FN(&SigFreeCtx)},
-    {OSSL_FUNC_SIGNATURE_DUPCTX, HSMPROXY_DISPATCH_FN(&SigDupCtx)},
-    {OSSL_FUNC_SIGNATURE_SIGN_INIT, HSMPROXY_DISPATCH_FN(&SigSignInit)},
-    {OSSL_FUNC_SIGNATURE_SIGN, HSMPROXY_DISPATCH_FN(&SigSign)},
-    {OSSL_FUNC_SIGNATURE_VERIFY_INIT, HSMPROXY_DISPATCH_FN(&SigVerifyInit)},
-    {OSSL_FUNC_SIGNATURE_VERIFY, HSMPROXY_DISPATCH_FN(&SigVerify)},
+    {OSSL_FUNC_SIGNATURE_FREECTX, HSMPROXY_DISPATCH_FN(&Edge::FreeCtx)},
+    {OSSL_FUNC_SIGNATURE_DUPCTX, HSMPROXY_DISPATCH_FN(&Edge::DupCtx)},
+    {OSSL_FUNC_SIGNATURE_SIGN_INIT, HSMPROXY_DISPATCH_FN(&Edge::SignInit)},
+    {OSSL_FUNC_SIGNATURE_SIGN, HSMPROXY_DISPATCH_FN(&Edge::Sign)},
+    {OSSL_FUNC_SIGNATURE_VERIFY_INIT, HSMPROXY_DISPATCH_FN(&Edge::VerifyInit)},
+    {OSSL_FUNC_SIGNATURE_VERIFY, HSMPROXY_DISPATCH_FN(&Edge::Verify)},
     {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT,
-     HSMPROXY_DISPATCH_FN(&SigDigestSignInit)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestSignInit)},
     {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE,
-     HSMPROXY_DISPATCH_FN(&SigDigestUpdate)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestUpdate)},
     {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL,
-     HSMPROXY_DISPATCH_FN(&SigDigestSignFinal)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestSignFinal)},
     {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_INIT,
-     HSMPROXY_DISPATCH_FN(&SigDigestVerifyInit)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestVerifyInit)},
     {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_UPDATE,
-     HSMPROXY_DISPATCH_FN(&SigDigestUpdate)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestUpdate)},
     {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_FINAL,
-     HSMPROXY_DISPATCH_FN(&SigDigestVerifyFinal)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestVerifyFinal)},
     {OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS,
-     HSMPROXY_DISPATCH_FN(&SigGetCtxParams)},
+     HSMPROXY_DISPATCH_FN(&Edge::GetCtxParams)},
     {OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS,
      HSMPROXY_DISPATCH_FN(&SigGettableCtxParams<Family::kEcdsa>)},
     {OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS,
-     HSMPROXY_DISPATCH_FN(&SigSetCtxParams)},
+     HSMPROXY_DISPATCH_FN(&Edge::SetCtxParams)},
     {OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS,
      HSMPROXY_DISPATCH_FN(&SigSettableCtxParams<Family::kEcdsa>)},
     {0, nullptr},
@@ -871,20 +792,20 @@ const OSSL_DISPATCH kEcdsaSignatureFunctions[] = {
 const OSSL_DISPATCH kEd25519SignatureFunctions[] = {
     {OSSL_FUNC_SIGNATURE_NEWCTX,
      HSMPROXY_DISPATCH_FN(&SigNewCtx<Family::kEd25519>)},
-    {OSSL_FUNC_SIGNATURE_FREECTX, HSMPROXY_DISPATCH_FN(&SigFreeCtx)},
-    {OSSL_FUNC_SIGNATURE_DUPCTX, HSMPROXY_DISPATCH_FN(&SigDupCtx)},
+    {OSSL_FUNC_SIGNATURE_FREECTX, HSMPROXY_DISPATCH_FN(&Edge::FreeCtx)},
+    {OSSL_FUNC_SIGNATURE_DUPCTX, HSMPROXY_DISPATCH_FN(&Edge::DupCtx)},
     {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT,
-     HSMPROXY_DISPATCH_FN(&SigDigestSignInit)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestSignInit)},
     {OSSL_FUNC_SIGNATURE_DIGEST_SIGN, HSMPROXY_DISPATCH_FN(&SigDigestSign)},
     {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_INIT,
-     HSMPROXY_DISPATCH_FN(&SigDigestVerifyInit)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestVerifyInit)},
     {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY, HSMPROXY_DISPATCH_FN(&SigDigestVerify)},
     {OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS,
-     HSMPROXY_DISPATCH_FN(&SigGetCtxParams)},
+     HSMPROXY_DISPATCH_FN(&Edge::GetCtxParams)},
     {OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS,
      HSMPROXY_DISPATCH_FN(&SigGettableCtxParams<Family::kEd25519>)},
     {OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS,
-     HSMPROXY_DISPATCH_FN(&SigSetCtxParams)},
+     HSMPROXY_DISPATCH_FN(&Edge::SetCtxParams)},
     {OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS,
      HSMPROXY_DISPATCH_FN(&SigSettableCtxParams<Family::kEd25519>)},
     {0, nullptr},

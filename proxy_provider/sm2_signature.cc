@@ -25,17 +25,13 @@
 #include "proxy_provider/provider_context.h"
 #include "proxy_provider/remote.h"
 #include "proxy_provider/report.h"
+#include "proxy_provider/signature_edge.h"
 #include "proxy_provider/sm2.h"
 
 namespace hsmd::proxy {
 namespace {
 
-enum class Op { kNone, kSign, kVerify, kDigestSign, kDigestVerify };
-
-bool IsSigning(Op op) { return op == Op::kSign || op == Op::kDigestSign; }
-bool IsDigestOp(Op op) {
-  return op == Op::kDigestSign || op == Op::kDigestVerify;
-}
+using Op = SignatureOp;
 
 std::string ToString(const unsigned char* data, size_t length) {
   return std::string(reinterpret_cast<const char*>(data), length);
@@ -443,79 +439,10 @@ absl::StatusOr<std::unique_ptr<Sm2SignatureContext>> Sm2SignatureContext::Dup()
 // ---------------------------------------------------------------------------
 // The C edge.
 
-Sm2SignatureContext* Ctx(void* ctx) {
-  return static_cast<Sm2SignatureContext*>(ctx);
-}
+using Edge = SignatureEdge<Sm2SignatureContext>;
 
 void* SigNewCtx(void* provctx, const char* /*propq*/) {
   return new Sm2SignatureContext(static_cast<ProviderContext*>(provctx));
-}
-
-void SigFreeCtx(void* ctx) { delete Ctx(ctx); }
-
-void* SigDupCtx(void* ctx) {
-  absl::StatusOr<std::unique_ptr<Sm2SignatureContext>> copy = Ctx(ctx)->Dup();
-  if (!copy.ok()) {
-    HSMPROXY_RAISE(Ctx(ctx)->provider(), copy.status());
-    return nullptr;
-  }
-  return copy->release();
-}
-
-int SigSignInit(void* ctx, void* provkey, const OSSL_PARAM params[]) {
-  return Report(Ctx(ctx), Ctx(ctx)->Init(Op::kSign, KeyFromKeydata(provkey),
-                                         nullptr, params));
-}
-
-int SigSign(void* ctx, unsigned char* sig, size_t* siglen, size_t sigsize,
-            const unsigned char* tbs, size_t tbslen) {
-  return ReportSize(Ctx(ctx), Ctx(ctx)->Sign(sig, sigsize, tbs, tbslen),
-                    siglen);
-}
-
-int SigVerifyInit(void* ctx, void* provkey, const OSSL_PARAM params[]) {
-  return Report(Ctx(ctx), Ctx(ctx)->Init(Op::kVerify, KeyFromKeydata(provkey),
-                                         nullptr, params));
-}
-
-int SigVerify(void* ctx, const unsigned char* sig, size_t siglen,
-              const unsigned char* tbs, size_t tbslen) {
-  return ReportVerify(Ctx(ctx), Ctx(ctx)->Verify(sig, siglen, tbs, tbslen));
-}
-
-int SigDigestSignInit(void* ctx, const char* mdname, void* provkey,
-                      const OSSL_PARAM params[]) {
-  return Report(
-      Ctx(ctx),
-      Ctx(ctx)->Init(Op::kDigestSign, KeyFromKeydata(provkey), mdname, params));
-}
-
-int SigDigestVerifyInit(void* ctx, const char* mdname, void* provkey,
-                        const OSSL_PARAM params[]) {
-  return Report(Ctx(ctx),
-                Ctx(ctx)->Init(Op::kDigestVerify, KeyFromKeydata(provkey),
-                               mdname, params));
-}
-
-int SigDigestUpdate(void* ctx, const unsigned char* data, size_t datalen) {
-  return Report(Ctx(ctx), Ctx(ctx)->DigestUpdate(data, datalen));
-}
-
-int SigDigestSignFinal(void* ctx, unsigned char* sig, size_t* siglen,
-                       size_t sigsize) {
-  return ReportSize(Ctx(ctx), Ctx(ctx)->DigestSignFinal(sig, sigsize), siglen);
-}
-
-int SigDigestVerifyFinal(void* ctx, const unsigned char* sig, size_t siglen) {
-  return ReportVerify(Ctx(ctx), Ctx(ctx)->DigestVerifyFinal(sig, siglen));
-}
-
-int SigGetCtxParams(void* ctx, OSSL_PARAM params[]) {
-  return Report(Ctx(ctx), Ctx(ctx)->GetParams(params));
-}
-
-int SigSetCtxParams(void* ctx, const OSSL_PARAM params[]) {
-  return Report(Ctx(ctx), Ctx(ctx)->SetParams(params));
 }
 
 const OSSL_PARAM* SigGettableCtxParams(void* /*ctx*/, void* provctx) {
@@ -532,30 +459,30 @@ const OSSL_PARAM* SigSettableCtxParams(void* /*ctx*/, void* provctx) {
 
 const OSSL_DISPATCH kSm2SignatureFunctions[] = {
     {OSSL_FUNC_SIGNATURE_NEWCTX, HSMPROXY_DISPATCH_FN(&SigNewCtx)},
-    {OSSL_FUNC_SIGNATURE_FREECTX, HSMPROXY_DISPATCH_FN(&SigFreeCtx)},
-    {OSSL_FUNC_SIGNATURE_DUPCTX, HSMPROXY_DISPATCH_FN(&SigDupCtx)},
-    {OSSL_FUNC_SIGNATURE_SIGN_INIT, HSMPROXY_DISPATCH_FN(&SigSignInit)},
-    {OSSL_FUNC_SIGNATURE_SIGN, HSMPROXY_DISPATCH_FN(&SigSign)},
-    {OSSL_FUNC_SIGNATURE_VERIFY_INIT, HSMPROXY_DISPATCH_FN(&SigVerifyInit)},
-    {OSSL_FUNC_SIGNATURE_VERIFY, HSMPROXY_DISPATCH_FN(&SigVerify)},
+    {OSSL_FUNC_SIGNATURE_FREECTX, HSMPROXY_DISPATCH_FN(&Edge::FreeCtx)},
+    {OSSL_FUNC_SIGNATURE_DUPCTX, HSMPROXY_DISPATCH_FN(&Edge::DupCtx)},
+    {OSSL_FUNC_SIGNATURE_SIGN_INIT, HSMPROXY_DISPATCH_FN(&Edge::SignInit)},
+    {OSSL_FUNC_SIGNATURE_SIGN, HSMPROXY_DISPATCH_FN(&Edge::Sign)},
+    {OSSL_FUNC_SIGNATURE_VERIFY_INIT, HSMPROXY_DISPATCH_FN(&Edge::VerifyInit)},
+    {OSSL_FUNC_SIGNATURE_VERIFY, HSMPROXY_DISPATCH_FN(&Edge::Verify)},
     {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT,
-     HSMPROXY_DISPATCH_FN(&SigDigestSignInit)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestSignInit)},
     {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE,
-     HSMPROXY_DISPATCH_FN(&SigDigestUpdate)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestUpdate)},
     {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL,
-     HSMPROXY_DISPATCH_FN(&SigDigestSignFinal)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestSignFinal)},
     {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_INIT,
-     HSMPROXY_DISPATCH_FN(&SigDigestVerifyInit)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestVerifyInit)},
     {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_UPDATE,
-     HSMPROXY_DISPATCH_FN(&SigDigestUpdate)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestUpdate)},
     {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_FINAL,
-     HSMPROXY_DISPATCH_FN(&SigDigestVerifyFinal)},
+     HSMPROXY_DISPATCH_FN(&Edge::DigestVerifyFinal)},
     {OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS,
-     HSMPROXY_DISPATCH_FN(&SigGetCtxParams)},
+     HSMPROXY_DISPATCH_FN(&Edge::GetCtxParams)},
     {OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS,
      HSMPROXY_DISPATCH_FN(&SigGettableCtxParams)},
     {OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS,
-     HSMPROXY_DISPATCH_FN(&SigSetCtxParams)},
+     HSMPROXY_DISPATCH_FN(&Edge::SetCtxParams)},
     {OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS,
      HSMPROXY_DISPATCH_FN(&SigSettableCtxParams)},
     {0, nullptr},
