@@ -23,6 +23,7 @@
 #include "daemon/demo.h"
 #include "daemon/logging.h"
 #include "daemon/openssl_init.h"
+#include "daemon/policy/policy.h"
 #include "daemon/server.h"
 #include "daemon/systemd.h"
 #include "daemon/unix_socket.h"
@@ -183,7 +184,7 @@ log::Level ToLogLevel(config::Logging::Level level) {
 absl::Status CheckEnvironment(const config::Config& config) {
   if (config.listen().has_socket_group()) {
     absl::StatusOr<gid_t> gid =
-        config::ResolveGroup(config.listen().socket_group());
+        policy::ResolveGroup(config.listen().socket_group());
     if (!gid.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("listen.socket_group: ", gid.status().message()));
@@ -203,9 +204,8 @@ absl::Status CheckEnvironment(const config::Config& config) {
         absl::StatusOr<SecretString> password =
             config::ReadPin(b.sdf().keys(k).password());
         if (!password.ok()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(field, ".keys[", k,
-                           "].password: ", password.status().message()));
+          return absl::InvalidArgumentError(absl::StrCat(
+              field, ".keys[", k, "].password: ", password.status().message()));
         }
       }
       continue;
@@ -327,7 +327,7 @@ int RunHsmd(int argc, char** argv, const BackendFactory& factory) {
     std::optional<gid_t> group;
     if (config->listen().has_socket_group()) {
       absl::StatusOr<gid_t> gid =
-          config::ResolveGroup(config->listen().socket_group());
+          policy::ResolveGroup(config->listen().socket_group());
       if (!gid.ok()) {
         Fail("cannot use the socket group", gid.status());
         return kExitSocket;
@@ -378,9 +378,9 @@ int RunHsmd(int argc, char** argv, const BackendFactory& factory) {
     demo_keys = *std::move(keys);
     for (auto& b : backends) {
       if (b->kind() != "sdf") continue;
-      absl::StatusOr<std::vector<v1::Key>> listed = b->ListKeys(
-          v1::ListKeysRequest(),
-          backend::RequestContext{absl::Now() + absl::Minutes(1)});
+      absl::StatusOr<std::vector<v1::Key>> listed =
+          b->ListKeys(v1::ListKeysRequest(),
+                      backend::RequestContext{absl::Now() + absl::Minutes(1)});
       if (!listed.ok()) {
         Fail("demo SDF keys could not be listed", listed.status());
         for (auto& started : backends) started->Shutdown();
@@ -412,7 +412,8 @@ int RunHsmd(int argc, char** argv, const BackendFactory& factory) {
     return kExitSocket;
   }
   if (demo.has_value()) {
-    std::cout << DemoUsage((*server)->socket_path(), demo_keys, sdf_keys) << std::flush;
+    std::cout << DemoUsage((*server)->socket_path(), demo_keys, sdf_keys)
+              << std::flush;
   }
 
   const absl::Duration grace =

@@ -184,7 +184,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::New(
   } else if (options.socket == nullptr) {
     std::optional<gid_t> group;
     if (listen.has_socket_group()) {
-      absl::StatusOr<gid_t> gid = config::ResolveGroup(listen.socket_group());
+      absl::StatusOr<gid_t> gid = policy::ResolveGroup(listen.socket_group());
       if (!gid.ok()) {
         return absl::FailedPreconditionError(
             absl::StrCat("listen.socket_group: ", gid.status().message()));
@@ -225,7 +225,7 @@ absl::Status Server::Start() {
   std::optional<gid_t> gid;
   if (config.listen().has_socket_group()) {
     absl::StatusOr<gid_t> resolved =
-        config::ResolveGroup(config.listen().socket_group());
+        policy::ResolveGroup(config.listen().socket_group());
     if (!resolved.ok()) {
       return absl::FailedPreconditionError(
           absl::StrCat("listen.socket_group: ", resolved.status().message()));

@@ -1,7 +1,6 @@
 #include "daemon/config/config_loader.h"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -244,9 +243,9 @@ void ValidateSdf(const SdfBackend& sdf, const std::string& field,
   if (!sdf.has_library_path() || sdf.library_path().empty()) {
     v.Error(field + ".library_path", "is required");
   } else if (sdf.library_path()[0] != '/') {
-    v.Error(field + ".library_path",
-            absl::StrCat("\"", sdf.library_path(),
-                         "\" is not an absolute path"));
+    v.Error(
+        field + ".library_path",
+        absl::StrCat("\"", sdf.library_path(), "\" is not an absolute path"));
   }
   if (!sdf.has_device_name()) {
     v.Error(field + ".device_name",
@@ -276,10 +275,9 @@ void ValidateSdf(const SdfBackend& sdf, const std::string& field,
       continue;
     }
     if (key.has_index() && !seen.insert({key.index(), key.usage()}).second) {
-      v.Error(kf + ".index",
-              absl::StrCat("index ", key.index(), " usage ",
-                           SdfKey::Usage_Name(key.usage()),
-                           " is configured twice"));
+      v.Error(kf + ".index", absl::StrCat("index ", key.index(), " usage ",
+                                          SdfKey::Usage_Name(key.usage()),
+                                          " is configured twice"));
     }
     if (key.has_label() && (key.label().empty() || key.label().size() > 128)) {
       v.Error(kf + ".label",
@@ -319,8 +317,7 @@ void ValidateSdf(const SdfBackend& sdf, const std::string& field,
   for (uint32_t index : private_indexes) {
     if (password_at.count(index) != 0) continue;
     for (int k = 0; k < sdf.keys_size(); ++k) {
-      if (sdf.keys(k).index() == index &&
-          sdf.keys(k).usage() != SdfKey::SM4) {
+      if (sdf.keys(k).index() == index && sdf.keys(k).usage() != SdfKey::SM4) {
         v.Error(absl::StrCat(field, ".keys[", k, "].password"),
                 absl::StrCat("is required: SM2 keys need the access "
                              "password of index ",
@@ -462,24 +459,6 @@ absl::StatusOr<uint32_t> ParseSocketMode(absl::string_view mode) {
                      "sense on a socket)"));
   }
   return value;
-}
-
-absl::StatusOr<gid_t> ResolveGroup(absl::string_view group) {
-  uint32_t gid = 0;
-  if (absl::SimpleAtoi(group, &gid)) return static_cast<gid_t>(gid);
-  std::string name(group);
-  std::vector<char> buf(16384);
-  struct group grp;
-  struct group* result = nullptr;
-  int rc = getgrnam_r(name.c_str(), &grp, buf.data(), buf.size(), &result);
-  if (rc != 0) {
-    return absl::InternalError(
-        absl::StrCat("looking up group \"", name, "\": ", std::strerror(rc)));
-  }
-  if (result == nullptr) {
-    return absl::NotFoundError(absl::StrCat("no group named \"", name, "\""));
-  }
-  return result->gr_gid;
 }
 
 absl::Status ValidateConfig(const Config& config, absl::string_view filename) {

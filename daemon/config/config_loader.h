@@ -39,9 +39,6 @@ absl::Status ValidateConfig(const Config& config, absl::string_view filename);
 // "0660" -> 0660. Accepts 1 to 4 octal digits, at most 0777.
 absl::StatusOr<uint32_t> ParseSocketMode(absl::string_view mode);
 
-// A group name or a numeric gid -> gid. NOT_FOUND for an unknown name.
-absl::StatusOr<gid_t> ResolveGroup(absl::string_view group);
-
 }  // namespace hsmd::config
 
 #endif  // HSMD_DAEMON_CONFIG_CONFIG_LOADER_H_

@@ -580,17 +580,5 @@ TEST(ConfigLoaderTest, ParseSocketMode) {
   EXPECT_FALSE(ParseSocketMode("00660").ok());
 }
 
-TEST(ConfigLoaderTest, ResolveGroup) {
-  EXPECT_EQ(*ResolveGroup("0"), 0u);
-  EXPECT_EQ(*ResolveGroup("1234"), 1234u);
-  absl::StatusOr<gid_t> root = ResolveGroup("root");
-  ASSERT_TRUE(root.ok()) << root.status();
-  EXPECT_EQ(*root, 0u);
-  absl::StatusOr<gid_t> missing = ResolveGroup("no-such-group-hsmd-test");
-  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(std::string(missing.status().message()),
-              HasSubstr("no-such-group-hsmd-test"));
-}
-
 }  // namespace
 }  // namespace hsmd::config

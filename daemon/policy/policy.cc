@@ -43,42 +43,6 @@ absl::StatusOr<Op> FromConfig(config::Rule::Operation op) {
       "ENCRYPT, DERIVE, RANDOM, LIST, STATUS or ADMIN)");
 }
 
-absl::StatusOr<uid_t> ResolveUser(absl::string_view user) {
-  uint32_t uid = 0;
-  if (absl::SimpleAtoi(user, &uid)) return static_cast<uid_t>(uid);
-  std::string name(user);
-  std::vector<char> buf(16384);
-  struct passwd pw;
-  struct passwd* result = nullptr;
-  int rc = getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &result);
-  if (rc != 0) {
-    return absl::InternalError(
-        absl::StrCat("looking up user \"", name, "\": ", std::strerror(rc)));
-  }
-  if (result == nullptr) {
-    return absl::NotFoundError(absl::StrCat("no user named \"", name, "\""));
-  }
-  return result->pw_uid;
-}
-
-absl::StatusOr<gid_t> ResolveGroupName(absl::string_view group) {
-  uint32_t gid = 0;
-  if (absl::SimpleAtoi(group, &gid)) return static_cast<gid_t>(gid);
-  std::string name(group);
-  std::vector<char> buf(16384);
-  struct group gr;
-  struct group* result = nullptr;
-  int rc = getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &result);
-  if (rc != 0) {
-    return absl::InternalError(
-        absl::StrCat("looking up group \"", name, "\": ", std::strerror(rc)));
-  }
-  if (result == nullptr) {
-    return absl::NotFoundError(absl::StrCat("no group named \"", name, "\""));
-  }
-  return result->gr_gid;
-}
-
 bool IsValidRuleName(absl::string_view name) {
   if (name.empty() || name.size() > 64) return false;
   for (char c : name) {
@@ -176,7 +140,7 @@ void ValidatePolicy(const config::Policy& policy, const ErrorSink& errors) {
                                "\"*\")"));
         continue;
       }
-      absl::StatusOr<gid_t> gid = ResolveGroupName(rule.groups(j));
+      absl::StatusOr<gid_t> gid = ResolveGroup(rule.groups(j));
       if (!gid.ok()) errors(f, std::string(gid.status().message()));
     }
     if (rule.operations_size() == 0) {
@@ -237,7 +201,7 @@ absl::StatusOr<std::unique_ptr<Policy>> Policy::New(
       }
     }
     for (const std::string& group : r.groups()) {
-      rule.gids.insert(*ResolveGroupName(group));
+      rule.gids.insert(*ResolveGroup(group));
     }
     for (const std::string& key : r.keys()) {
       rule.keys.push_back(*KeyPattern::Parse(key));
@@ -273,6 +237,42 @@ bool Policy::AllowsSomeKey(const PeerIdentity* peer, Op op) const {
     if (rule.Grants(op) && rule.MatchesPeer(*peer)) return true;
   }
   return false;
+}
+
+absl::StatusOr<uid_t> ResolveUser(absl::string_view user) {
+  uint32_t uid = 0;
+  if (absl::SimpleAtoi(user, &uid)) return static_cast<uid_t>(uid);
+  std::string name(user);
+  std::vector<char> buf(16384);
+  struct passwd pw;
+  struct passwd* result = nullptr;
+  int rc = getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &result);
+  if (rc != 0) {
+    return absl::InternalError(
+        absl::StrCat("looking up user \"", name, "\": ", std::strerror(rc)));
+  }
+  if (result == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no user named \"", name, "\""));
+  }
+  return result->pw_uid;
+}
+
+absl::StatusOr<gid_t> ResolveGroup(absl::string_view group) {
+  uint32_t gid = 0;
+  if (absl::SimpleAtoi(group, &gid)) return static_cast<gid_t>(gid);
+  std::string name(group);
+  std::vector<char> buf(16384);
+  struct group gr;
+  struct group* result = nullptr;
+  int rc = getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &result);
+  if (rc != 0) {
+    return absl::InternalError(
+        absl::StrCat("looking up group \"", name, "\": ", std::strerror(rc)));
+  }
+  if (result == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no group named \"", name, "\""));
+  }
+  return result->gr_gid;
 }
 
 }  // namespace hsmd::policy

@@ -96,6 +96,12 @@ class Policy {
   std::vector<Rule> rules_;
 };
 
+// A user name or a numeric uid -> uid; a group name or a numeric gid -> gid
+// (the policy's `users` / `groups`, the socket's group). NOT_FOUND naming an
+// unknown name, INTERNAL if the lookup itself fails.
+absl::StatusOr<uid_t> ResolveUser(absl::string_view user);
+absl::StatusOr<gid_t> ResolveGroup(absl::string_view group);
+
 }  // namespace hsmd::policy
 
 #endif  // HSMD_DAEMON_POLICY_POLICY_H_

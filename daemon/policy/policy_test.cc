@@ -183,5 +183,29 @@ TEST(PolicyTest, ValidationReportsEveryProblemWithItsField) {
               HasSubstr("policy.rules[0].operations: grants nothing"));
 }
 
+TEST(ResolveTest, GroupsByNameOrNumber) {
+  EXPECT_EQ(*ResolveGroup("0"), 0u);
+  EXPECT_EQ(*ResolveGroup("1234"), 1234u);
+  absl::StatusOr<gid_t> root = ResolveGroup("root");
+  ASSERT_TRUE(root.ok()) << root.status();
+  EXPECT_EQ(*root, 0u);
+  absl::StatusOr<gid_t> missing = ResolveGroup("no-such-group-hsmd-test");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.status().message()),
+              HasSubstr("no-such-group-hsmd-test"));
+}
+
+TEST(ResolveTest, UsersByNameOrNumber) {
+  EXPECT_EQ(*ResolveUser("0"), 0u);
+  EXPECT_EQ(*ResolveUser("4321"), 4321u);
+  absl::StatusOr<uid_t> root = ResolveUser("root");
+  ASSERT_TRUE(root.ok()) << root.status();
+  EXPECT_EQ(*root, 0u);
+  absl::StatusOr<uid_t> missing = ResolveUser("no-such-user-hsmd-test");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.status().message()),
+              HasSubstr("no user named \"no-such-user-hsmd-test\""));
+}
+
 }  // namespace
 }  // namespace hsmd::policy
