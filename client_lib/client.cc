@@ -186,7 +186,8 @@ absl::StatusOr<ClientImpl::Lease> ClientImpl::Acquire(
   absl::StatusOr<std::unique_ptr<Http2Connection>> connection =
       Http2Connection::Connect(options_.socket_path,
                                deadline.CappedAt(options_.connect_timeout),
-                               options_.max_response_bytes);
+                               options_.max_response_bytes,
+                               options_.fast_path);
   if (!connection.ok()) {
     if (deadline.Expired()) {
       return absl::DeadlineExceededError(

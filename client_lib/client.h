@@ -46,6 +46,10 @@ struct ClientOptions {
   size_t max_response_bytes = 4 * 1024 * 1024;
   // Idle connections kept per process.
   int max_idle_connections = 4;
+  // Ask hsmd to serve this client's connections on its fast path (see
+  // daemon/fast_path/). Off: hsmd's gRPC server serves them, as it serves
+  // any other gRPC client; for comparisons and diagnosis.
+  bool fast_path = true;
 };
 
 // Counters of this process's use of a Client (a forked child starts at zero).

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/error_detail.h"
+#include "common/fast_path.h"
 #include "google/rpc/status.pb.h"
 
 namespace hsmd::client {
@@ -90,7 +91,7 @@ absl::Duration Deadline::Remaining() const {
 
 absl::StatusOr<std::unique_ptr<Http2Connection>> Http2Connection::Connect(
     absl::string_view socket_path, const Deadline& deadline,
-    size_t max_response_bytes) {
+    size_t max_response_bytes, bool announce_fast_path) {
   sockaddr_un addr;
   std::memset(&addr, 0, sizeof(addr));
   addr.sun_family = AF_UNIX;
@@ -139,15 +140,17 @@ absl::StatusOr<std::unique_ptr<Http2Connection>> Http2Connection::Connect(
     }
     return unavailable(ErrnoText(err));
   }
-  return FromConnectedSocket(fd, socket_path, max_response_bytes);
+  return FromConnectedSocket(fd, socket_path, max_response_bytes,
+                             announce_fast_path);
 }
 
 absl::StatusOr<std::unique_ptr<Http2Connection>>
 Http2Connection::FromConnectedSocket(int fd, absl::string_view peer_name,
-                                     size_t max_response_bytes) {
+                                     size_t max_response_bytes,
+                                     bool announce_fast_path) {
   std::unique_ptr<Http2Connection> connection(
       new Http2Connection(fd, std::string(peer_name), max_response_bytes));
-  absl::Status status = connection->Init();
+  absl::Status status = connection->Init(announce_fast_path);
   if (!status.ok()) return status;
   return connection;
 }
@@ -160,7 +163,7 @@ Http2Connection::Http2Connection(int fd, std::string peer_name,
       in_buffer_(new char[kInputBufferBytes]),
       decoder_(max_response_bytes) {}
 
-absl::Status Http2Connection::Init() {
+absl::Status Http2Connection::Init(bool announce_fast_path) {
   nghttp2_session_callbacks* callbacks;
   if (nghttp2_session_callbacks_new(&callbacks) != 0) {
     return absl::ResourceExhaustedError(
@@ -189,9 +192,12 @@ absl::Status Http2Connection::Init() {
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(window)},
+      // hsmd serves connections that announce client_lib on its fast path.
+      {kFastPathSettingId, kFastPathSettingValue},
   };
-  int err = nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings,
-                                    std::size(settings));
+  int err = nghttp2_submit_settings(
+      session_, NGHTTP2_FLAG_NONE, settings,
+      announce_fast_path ? std::size(settings) : std::size(settings) - 1);
   if (err == 0) {
     err = nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                                 static_cast<int32_t>(window));

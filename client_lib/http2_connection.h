@@ -63,15 +63,18 @@ class Http2Connection {
   // queues the HTTP/2 preface and SETTINGS; they leave with the first call, so
   // connecting costs no extra round trip. UNAVAILABLE "hsmd unavailable at
   // PATH: connection refused" and the like on failure.
+  // `announce_fast_path`: ask hsmd to serve the connection on its fast path
+  // (common/fast_path.h); without it hsmd's gRPC server serves it.
   static absl::StatusOr<std::unique_ptr<Http2Connection>> Connect(
       absl::string_view socket_path, const Deadline& deadline,
-      size_t max_response_bytes);
+      size_t max_response_bytes, bool announce_fast_path = true);
 
   // Takes ownership of an already connected stream socket (e.g. one end of a
   // socketpair: tests and fuzzers feed raw server bytes through the other
   // end). `peer_name` names the server in error messages.
   static absl::StatusOr<std::unique_ptr<Http2Connection>> FromConnectedSocket(
-      int fd, absl::string_view peer_name, size_t max_response_bytes);
+      int fd, absl::string_view peer_name, size_t max_response_bytes,
+      bool announce_fast_path = true);
 
   ~Http2Connection();
   Http2Connection(const Http2Connection&) = delete;
@@ -109,7 +112,7 @@ class Http2Connection {
 
  private:
   Http2Connection(int fd, std::string peer_name, size_t max_response_bytes);
-  absl::Status Init();
+  absl::Status Init(bool announce_fast_path);
 
   // Moves nghttp2's pending output to the socket until done or it would
   // block.

@@ -115,7 +115,8 @@ void Acceptor::Admit(int fd) {
     close(fd);
     return;
   }
-  const PeerIdentity& peer = **registered;
+  std::shared_ptr<const PeerIdentity> identity_ptr = *std::move(registered);
+  const PeerIdentity& peer = *identity_ptr;
   log::Debug("connection", {{"connection", peer.connection_id},
                             {"fd", fd},
                             {"uid", peer.uid},
@@ -123,7 +124,7 @@ void Acceptor::Admit(int fd) {
                             {"pid", peer.pid},
                             {"exe", peer.exe}});
   accepted_.fetch_add(1);
-  hand_off_(fd);
+  hand_off_(fd, std::move(identity_ptr));
 }
 
 }  // namespace hsmd

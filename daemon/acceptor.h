@@ -1,6 +1,7 @@
 // Accepts connections on hsmd's listening Unix socket in one thread,
 // identifies each caller (peer_credentials.h), registers it in the
-// ConnectionRegistry, and hands the connection to gRPC.
+// ConnectionRegistry, and hands the connection on (to the fast path or
+// gRPC).
 //
 // Every accepted fd is SOCK_CLOEXEC | SOCK_NONBLOCK (gRPC expects
 // non-blocking fds). A connection whose credentials cannot be read is closed
@@ -21,8 +22,10 @@ namespace hsmd {
 
 class Acceptor {
  public:
-  // Receives each registered connection's fd and owns it from then on.
-  using HandOff = std::function<void(int fd)>;
+  // Receives each registered connection's fd (owning it from then on) and
+  // the caller's identity.
+  using HandOff =
+      std::function<void(int fd, std::shared_ptr<const PeerIdentity> peer)>;
 
   // Takes ownership of `listen_fd`, a listening AF_UNIX stream socket.
   // `registry` must outlive the acceptor.
@@ -40,7 +43,7 @@ class Acceptor {
   // thread is gone (no hand-off happens after that). Idempotent.
   void Stop();
 
-  // Connections handed to gRPC so far.
+  // Connections handed on so far.
   uint64_t accepted() const { return accepted_.load(); }
 
  private:

@@ -31,7 +31,7 @@ class AcceptorTest : public ::testing::Test {
     sockaddr_un addr = Addr();
     ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
     ASSERT_EQ(listen(fd, 16), 0);
-    auto acceptor = Acceptor::New(fd, &registry_, [this](int conn) {
+    auto acceptor = Acceptor::New(fd, &registry_, [this](int conn, std::shared_ptr<const PeerIdentity> /*peer*/) {
       std::lock_guard<std::mutex> lock(mu_);
       handed_.push_back(conn);
       cv_.notify_all();

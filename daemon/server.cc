@@ -25,6 +25,7 @@
 #include "common/status_macros.h"
 #include "daemon/config/config_loader.h"
 #include "daemon/config/pin_source.h"
+#include "daemon/fast_path/fast_path_server.h"
 #include "daemon/logging.h"
 #include "daemon/version.h"
 
@@ -83,27 +84,6 @@ class CallCountingFactory
 };
 
 }  // namespace
-
-void InFlightCalls::Add() {
-  std::lock_guard<std::mutex> lock(mu_);
-  ++count_;
-}
-
-void InFlightCalls::Done() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (--count_ == 0) zero_.notify_all();
-}
-
-bool InFlightCalls::WaitForZero(absl::Time deadline) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return zero_.wait_until(lock, absl::ToChronoTime(deadline),
-                          [this] { return count_ == 0; });
-}
-
-int64_t InFlightCalls::count() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return count_;
-}
 
 std::string BackendHealthService(absl::string_view backend_name) {
   return absl::StrCat("backend/", backend_name);
@@ -309,10 +289,31 @@ absl::Status Server::Start() {
     listen_fd = *fd;
   }
   grpc::Server* grpc_server = grpc_server_.get();
+  auto to_grpc = [grpc_server](int fd) {
+    grpc::AddInsecureChannelFromFd(grpc_server, fd);
+  };
+  Acceptor::HandOff hand_off =
+      [to_grpc](int fd, std::shared_ptr<const PeerIdentity> /*peer*/) {
+        to_grpc(fd);
+      };
+  if (config.listen().fast_path()) {
+    fast_path::ServerOptions fast;
+    fast.connection.max_request_bytes =
+        limits.max_message_bytes() + kEnvelopeBytes;
+    fast.connection.max_concurrent_streams =
+        limits.max_streams_per_connection();
+    fast.max_connections = limits.max_concurrent_requests();
+    fast_path_ = std::make_unique<fast_path::FastPathServer>(
+        fast_path::MethodTable::ForServices(key_service_.get(),
+                                            admin_service_.get()),
+        &in_flight_, to_grpc, fast);
+    fast_path::FastPathServer* server = fast_path_.get();
+    hand_off = [server](int fd, std::shared_ptr<const PeerIdentity> peer) {
+      server->Adopt(fd, std::move(peer));
+    };
+  }
   absl::StatusOr<std::unique_ptr<Acceptor>> acceptor =
-      Acceptor::New(listen_fd, &connections_, [grpc_server](int fd) {
-        grpc::AddInsecureChannelFromFd(grpc_server, fd);
-      });
+      Acceptor::New(listen_fd, &connections_, std::move(hand_off));
   if (!acceptor.ok()) {
     stop_grpc();
     if (socket_ != nullptr) socket_->RemoveSocket();
@@ -476,6 +477,12 @@ void Server::Shutdown(absl::Duration grace) {
       log::Warning("shutdown grace period over; cancelling requests",
                    {{"in_flight", in_flight_.count()}});
     }
+    // The fast path's connections close now (its calls have drained, or
+    // are past the grace); its threads get the same short wait as gRPC's.
+    bool fast_path_stopped = true;
+    if (fast_path_ != nullptr) {
+      fast_path_stopped = fast_path_->Close(absl::Now() + kStuckRequestWait);
+    }
     // Shared: the stopper may outlive this frame (see below).
     auto stopped = std::make_shared<absl::Notification>();
     grpc::Server* grpc_server = grpc_server_.get();
@@ -492,7 +499,7 @@ void Server::Shutdown(absl::Duration grace) {
       grpc_server_cancel_all_calls(grpc_server_->c_server());
     } while (!stopped->WaitForNotificationWithTimeout(absl::Milliseconds(20)) &&
              absl::Now() < give_up);
-    if (stopped->HasBeenNotified()) {
+    if (stopped->HasBeenNotified() && fast_path_stopped) {
       stopper.join();
       grpc_server_->Wait();
     } else {
@@ -503,8 +510,13 @@ void Server::Shutdown(absl::Duration grace) {
       left_requests_running_ = true;
       // The stopper and the blocked request threads keep using the gRPC
       // server and the backends until the process exits.
-      stopper.detach();
+      if (stopped->HasBeenNotified()) {
+        stopper.join();
+      } else {
+        stopper.detach();
+      }
       (void)grpc_server_.release();
+      (void)fast_path_.release();
     }
   }
   if (!left_requests_running_.load()) {

@@ -50,6 +50,8 @@
 #include "daemon/backend/backend.h"
 #include "daemon/config/config.pb.h"
 #include "daemon/connection_registry.h"
+#include "daemon/fast_path/fast_path_server.h"
+#include "daemon/in_flight_calls.h"
 #include "daemon/policy/policy.h"
 #include "daemon/service/admin_service.h"
 #include "daemon/service/backend_registry.h"
@@ -62,21 +64,6 @@ namespace hsmd {
 
 // Counts the gRPC calls in progress (from arrival until their status has
 // been sent), so shutdown knows when draining is done.
-class InFlightCalls {
- public:
-  void Add();
-  void Done();
-  // True when the count reached zero before `deadline`.
-  bool WaitForZero(absl::Time deadline);
-  int64_t count() const;
-
- private:
-  // std::mutex, not absl::Mutex: Debian's Abseil is invisible to TSan.
-  mutable std::mutex mu_;
-  std::condition_variable zero_;
-  int64_t count_ ABSL_GUARDED_BY(mu_) = 0;
-};
-
 struct ServerOptions {
   // A validated config (config_loader). Its backends section only feeds the
   // status summary: the backends themselves are passed to New.
@@ -168,6 +155,8 @@ class Server {
   std::unique_ptr<service::KeyService> key_service_;
   std::unique_ptr<service::AdminService> admin_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
+  // Null with listen.fast_path off.
+  std::unique_ptr<fast_path::FastPathServer> fast_path_;
   std::atomic<bool> left_requests_running_{false};
 
   mutable std::mutex health_mu_;

@@ -20,10 +20,10 @@ AdminService::AdminService(const ServiceEnv& env,
       start_time_(start_time),
       pid_(getpid()) {}
 
-grpc::Status AdminService::GenerateKey(grpc::ServerContext* context,
+grpc::Status AdminService::GenerateKey(const CallInfo& call,
                                        const v1::GenerateKeyRequest* request,
                                        v1::GenerateKeyResponse* response) {
-  RequestScope scope(env_, context, "GenerateKey");
+  RequestScope scope(env_, call, "GenerateKey");
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateGenerateKey(*request));
     std::string action =
@@ -49,10 +49,10 @@ grpc::Status AdminService::GenerateKey(grpc::ServerContext* context,
   return scope.Finish(std::move(status));
 }
 
-grpc::Status AdminService::DeleteKey(grpc::ServerContext* context,
+grpc::Status AdminService::DeleteKey(const CallInfo& call,
                                      const v1::DeleteKeyRequest* request,
                                      v1::DeleteKeyResponse* response) {
-  RequestScope scope(env_, context, "DeleteKey");
+  RequestScope scope(env_, call, "DeleteKey");
   scope.SetKeyRef(request->key());
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateDeleteKey(*request));
@@ -73,10 +73,10 @@ grpc::Status AdminService::DeleteKey(grpc::ServerContext* context,
   return scope.Finish(std::move(status));
 }
 
-grpc::Status AdminService::GetStatus(grpc::ServerContext* context,
+grpc::Status AdminService::GetStatus(const CallInfo& call,
                                      const v1::GetStatusRequest* /*request*/,
                                      v1::GetStatusResponse* response) {
-  RequestScope scope(env_, context, "GetStatus");
+  RequestScope scope(env_, call, "GetStatus");
   if (absl::Status s =
           scope.Authorize(Op::kStatus, nullptr, "read the daemon status");
       !s.ok()) {
@@ -98,10 +98,10 @@ grpc::Status AdminService::GetStatus(grpc::ServerContext* context,
   return scope.Finish(absl::OkStatus());
 }
 
-grpc::Status AdminService::GetStats(grpc::ServerContext* context,
+grpc::Status AdminService::GetStats(const CallInfo& call,
                                     const v1::GetStatsRequest* /*request*/,
                                     v1::GetStatsResponse* response) {
-  RequestScope scope(env_, context, "GetStats");
+  RequestScope scope(env_, call, "GetStats");
   if (absl::Status s = scope.Authorize(Op::kStatus, nullptr, "read statistics");
       !s.ok()) {
     return scope.Finish(std::move(s));

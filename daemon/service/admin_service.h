@@ -19,18 +19,30 @@ class AdminService final : public v1::AdminService::Service {
   AdminService(const ServiceEnv& env, v1::ConfigSummary config_summary,
                absl::Time start_time);
 
-  grpc::Status GenerateKey(grpc::ServerContext* context,
-                           const v1::GenerateKeyRequest* request,
-                           v1::GenerateKeyResponse* response) override;
-  grpc::Status DeleteKey(grpc::ServerContext* context,
-                         const v1::DeleteKeyRequest* request,
-                         v1::DeleteKeyResponse* response) override;
-  grpc::Status GetStatus(grpc::ServerContext* context,
-                         const v1::GetStatusRequest* request,
-                         v1::GetStatusResponse* response) override;
-  grpc::Status GetStats(grpc::ServerContext* context,
-                        const v1::GetStatsRequest* request,
-                        v1::GetStatsResponse* response) override;
+  grpc::Status GenerateKey(grpc::ServerContext* context, const v1::GenerateKeyRequest* request,
+                v1::GenerateKeyResponse* response) override {
+    return GenerateKey(CallInfo::FromGrpc(env_, context), request, response);
+  }
+  grpc::Status GenerateKey(const CallInfo& call, const v1::GenerateKeyRequest* request,
+                v1::GenerateKeyResponse* response);
+  grpc::Status DeleteKey(grpc::ServerContext* context, const v1::DeleteKeyRequest* request,
+                v1::DeleteKeyResponse* response) override {
+    return DeleteKey(CallInfo::FromGrpc(env_, context), request, response);
+  }
+  grpc::Status DeleteKey(const CallInfo& call, const v1::DeleteKeyRequest* request,
+                v1::DeleteKeyResponse* response);
+  grpc::Status GetStatus(grpc::ServerContext* context, const v1::GetStatusRequest* request,
+                v1::GetStatusResponse* response) override {
+    return GetStatus(CallInfo::FromGrpc(env_, context), request, response);
+  }
+  grpc::Status GetStatus(const CallInfo& call, const v1::GetStatusRequest* request,
+                v1::GetStatusResponse* response);
+  grpc::Status GetStats(grpc::ServerContext* context, const v1::GetStatsRequest* request,
+                v1::GetStatsResponse* response) override {
+    return GetStats(CallInfo::FromGrpc(env_, context), request, response);
+  }
+  grpc::Status GetStats(const CallInfo& call, const v1::GetStatsRequest* request,
+                v1::GetStatsResponse* response);
 
  private:
   const ServiceEnv& env_;

@@ -50,10 +50,10 @@ absl::Status AuthorizeActualKey(const ServiceEnv& env, RequestScope& scope,
 
 }  // namespace
 
-grpc::Status KeyService::ListKeys(grpc::ServerContext* context,
+grpc::Status KeyService::ListKeys(const CallInfo& call,
                                   const v1::ListKeysRequest* request,
                                   v1::ListKeysResponse* response) {
-  RequestScope scope(env_, context, "ListKeys");
+  RequestScope scope(env_, call, "ListKeys");
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateListKeys(*request));
     RETURN_IF_ERROR(scope.AuthorizeSomeKey(Op::kList, "list keys"));
@@ -80,10 +80,10 @@ grpc::Status KeyService::ListKeys(grpc::ServerContext* context,
   return scope.Finish(std::move(status));
 }
 
-grpc::Status KeyService::GetKey(grpc::ServerContext* context,
+grpc::Status KeyService::GetKey(const CallInfo& call,
                                 const v1::GetKeyRequest* request,
                                 v1::GetKeyResponse* response) {
-  RequestScope scope(env_, context, "GetKey");
+  RequestScope scope(env_, call, "GetKey");
   scope.SetKeyRef(request->key());
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateGetKey(*request));
@@ -107,10 +107,10 @@ grpc::Status KeyService::GetKey(grpc::ServerContext* context,
   return scope.Finish(std::move(status));
 }
 
-grpc::Status KeyService::Sign(grpc::ServerContext* context,
+grpc::Status KeyService::Sign(const CallInfo& call,
                               const v1::SignRequest* request,
                               v1::SignResponse* response) {
-  RequestScope scope(env_, context, "Sign");
+  RequestScope scope(env_, call, "Sign");
   scope.SetKeyRef(request->key());
   scope.SetMechanism(DescribeMechanism(*request));
   absl::Status status = [&]() -> absl::Status {
@@ -135,10 +135,10 @@ grpc::Status KeyService::Sign(grpc::ServerContext* context,
   return scope.Finish(std::move(status));
 }
 
-grpc::Status KeyService::Decrypt(grpc::ServerContext* context,
+grpc::Status KeyService::Decrypt(const CallInfo& call,
                                  const v1::DecryptRequest* request,
                                  v1::DecryptResponse* response) {
-  RequestScope scope(env_, context, "Decrypt");
+  RequestScope scope(env_, call, "Decrypt");
   scope.SetKeyRef(request->key());
   scope.SetMechanism(DescribeMechanism(*request));
   absl::Status status = [&]() -> absl::Status {
@@ -163,10 +163,10 @@ grpc::Status KeyService::Decrypt(grpc::ServerContext* context,
   return scope.Finish(std::move(status));
 }
 
-grpc::Status KeyService::Encrypt(grpc::ServerContext* context,
+grpc::Status KeyService::Encrypt(const CallInfo& call,
                                  const v1::EncryptRequest* request,
                                  v1::EncryptResponse* response) {
-  RequestScope scope(env_, context, "Encrypt");
+  RequestScope scope(env_, call, "Encrypt");
   scope.SetKeyRef(request->key());
   scope.SetMechanism(DescribeMechanism(*request));
   absl::Status status = [&]() -> absl::Status {
@@ -191,10 +191,10 @@ grpc::Status KeyService::Encrypt(grpc::ServerContext* context,
   return scope.Finish(std::move(status));
 }
 
-grpc::Status KeyService::Derive(grpc::ServerContext* context,
+grpc::Status KeyService::Derive(const CallInfo& call,
                                 const v1::DeriveRequest* request,
                                 v1::DeriveResponse* response) {
-  RequestScope scope(env_, context, "Derive");
+  RequestScope scope(env_, call, "Derive");
   scope.SetKeyRef(request->key());
   scope.SetMechanism(DescribeMechanism(*request));
   absl::Status status = [&]() -> absl::Status {
@@ -220,9 +220,9 @@ grpc::Status KeyService::Derive(grpc::ServerContext* context,
 }
 
 grpc::Status KeyService::GenerateRandom(
-    grpc::ServerContext* context, const v1::GenerateRandomRequest* request,
+    const CallInfo& call, const v1::GenerateRandomRequest* request,
     v1::GenerateRandomResponse* response) {
-  RequestScope scope(env_, context, "GenerateRandom");
+  RequestScope scope(env_, call, "GenerateRandom");
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateGenerateRandom(*request, env_.limits));
     RETURN_IF_ERROR(

@@ -64,24 +64,33 @@ policy::KeyAttributes AttributesOf(const BackendRegistry::Route& route) {
   return attrs;
 }
 
-RequestScope::RequestScope(const ServiceEnv& env, grpc::ServerContext* context,
+CallInfo CallInfo::FromGrpc(const ServiceEnv& env,
+                           grpc::ServerContext* context) {
+  CallInfo call;
+  if (context == nullptr) return call;
+  // The identity is that of the connection the call arrived on, whatever
+  // happens to the connection afterwards.
+  if (env.connections != nullptr) {
+    call.peer = env.connections->Lookup(context->peer());
+  }
+  auto deadline = context->deadline();
+  if (deadline != std::chrono::system_clock::time_point::max()) {
+    call.deadline = absl::FromChrono(deadline);
+  }
+  return call;
+}
+
+RequestScope::RequestScope(const ServiceEnv& env, const CallInfo& call,
                            absl::string_view method)
-    : env_(env), method_(method), start_(absl::Now()) {
+    : env_(env), method_(method), peer_(call.peer), start_(absl::Now()) {
   ctx_.deadline = start_ + env.default_deadline;
-  if (context != nullptr) {
-    // Once, at the start: the identity is that of the connection the call
-    // arrived on, whatever happens to the connection afterwards.
-    if (env_.connections != nullptr) {
-      peer_ = env_.connections->Lookup(context->peer());
-    }
-    auto deadline = context->deadline();
-    if (deadline != std::chrono::system_clock::time_point::max()) {
-      ctx_.deadline = absl::FromChrono(deadline);
-      // gRPC ends the call at the client's deadline by itself (the client
-      // and hsmd's server both time it out), so the backend may make its
-      // device call on this thread rather than on a worker.
-      ctx_.caller_enforces_deadline = true;
-    }
+  if (call.deadline.has_value()) {
+    ctx_.deadline = *call.deadline;
+    // The client times the call out by itself (client_lib and gRPC clients
+    // give up at their deadline, and gRPC's server ends the call then too),
+    // so the backend may make its device call on this thread rather than on
+    // a worker.
+    ctx_.caller_enforces_deadline = true;
   }
 }
 

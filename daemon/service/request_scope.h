@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -50,11 +51,30 @@ struct ServiceEnv {
 policy::KeyAttributes AttributesOf(const v1::Key& key);
 policy::KeyAttributes AttributesOf(const BackendRegistry::Route& route);
 
+// Who is calling and until when, whatever transport carried the call (gRPC's
+// server, or hsmd's own fast path for client_lib connections).
+struct CallInfo {
+  // The caller, or null when it could not be identified.
+  std::shared_ptr<const PeerIdentity> peer;
+  // The client's deadline; nullopt: the client set none, and
+  // env.default_deadline applies.
+  std::optional<absl::Time> deadline;
+
+  // From a gRPC call: the caller of the connection it arrived on (looked up
+  // once, at the start) and its deadline. `context` may be null (tests).
+  static CallInfo FromGrpc(const ServiceEnv& env,
+                           grpc::ServerContext* context);
+};
+
 class RequestScope {
  public:
-  // `method` is the RPC name ("Sign"); `context` may be null in tests.
-  RequestScope(const ServiceEnv& env, grpc::ServerContext* context,
+  // `method` is the RPC name ("Sign").
+  RequestScope(const ServiceEnv& env, const CallInfo& call,
                absl::string_view method);
+  // `context` may be null in tests.
+  RequestScope(const ServiceEnv& env, grpc::ServerContext* context,
+               absl::string_view method)
+      : RequestScope(env, CallInfo::FromGrpc(env, context), method) {}
   RequestScope(const RequestScope&) = delete;
   RequestScope& operator=(const RequestScope&) = delete;
 

@@ -1,0 +1,131 @@
+#include "daemon/fast_path/fast_path_server.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <system_error>
+#include <thread>
+#include <utility>
+
+#include "daemon/fast_path/classify.h"
+#include "daemon/logging.h"
+
+namespace hsmd::fast_path {
+
+FastPathServer::FastPathServer(MethodTable methods, InFlightCalls* in_flight,
+                               GrpcHandOff grpc_hand_off,
+                               ServerOptions options)
+    : methods_(std::move(methods)),
+      in_flight_(in_flight),
+      grpc_hand_off_(std::move(grpc_hand_off)),
+      options_(options) {}
+
+void FastPathServer::Adopt(int fd, std::shared_ptr<const PeerIdentity> peer) {
+  bool at_cap = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) {
+      close(fd);
+      return;
+    }
+    if (fds_.size() < options_.max_connections) {
+      fds_.insert(fd);
+    } else {
+      // At the cap, gRPC serves the connection without a thread of ours.
+      ++grpc_total_;
+      at_cap = true;
+    }
+  }
+  if (at_cap) {
+    grpc_hand_off_(fd);
+    return;
+  }
+  try {
+    std::thread([this, fd, peer = std::move(peer)]() mutable {
+      Run(fd, std::move(peer));
+    }).detach();
+  } catch (const std::system_error& e) {
+    log::Warning("cannot start a connection thread; gRPC serves it",
+                 {{"error", e.what()}});
+    HandToGrpc(fd);
+  }
+}
+
+void FastPathServer::HandToGrpc(int fd) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) {
+      fds_.erase(fd);
+      close(fd);
+      threads_done_.notify_all();
+      return;
+    }
+    ++grpc_total_;
+  }
+  // Outside the lock (adding a channel takes a while); the fd stays
+  // registered until then, so Close waits for the hand-off to finish.
+  grpc_hand_off_(fd);
+  Forget(fd, /*close_fd=*/false);
+}
+
+void FastPathServer::Run(int fd, std::shared_ptr<const PeerIdentity> peer) {
+  const Transport transport =
+      ClassifyConnection(fd, options_.classify_timeout);
+  if (transport == Transport::kGrpc) {
+    HandToGrpc(fd);
+    return;
+  }
+  if (transport == Transport::kClosed) {
+    Forget(fd, /*close_fd=*/true);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++fast_path_total_;
+  }
+  // The acceptor made the socket non-blocking for gRPC; this thread blocks
+  // in recv/send instead of polling.
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags >= 0) (void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  const uint64_t connection_id = peer == nullptr ? 0 : peer->connection_id;
+  Connection connection(fd, std::move(peer), &methods_, in_flight_,
+                        options_.connection);
+  const absl::Status status = connection.Serve();
+  if (!status.ok() && !absl::IsUnavailable(status)) {
+    log::Info("fast-path connection ended",
+              {{"connection", connection_id},
+               {"calls", connection.calls()},
+               {"reason", status.message()}});
+  }
+  Forget(fd, /*close_fd=*/true);
+}
+
+void FastPathServer::Forget(int fd, bool close_fd) {
+  std::lock_guard<std::mutex> lock(mu_);
+  fds_.erase(fd);
+  if (close_fd) close(fd);
+  threads_done_.notify_all();
+}
+
+bool FastPathServer::Close(absl::Time deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  closed_ = true;
+  // Wakes threads blocked in recv (EOF) or send (EPIPE) and the
+  // classifiers' poll; a thread in a backend call sees it when it returns.
+  for (int fd : fds_) shutdown(fd, SHUT_RDWR);
+  return threads_done_.wait_until(lock, absl::ToChronoTime(deadline),
+                                  [this] { return fds_.empty(); });
+}
+
+uint64_t FastPathServer::fast_path_connections() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return fast_path_total_;
+}
+
+uint64_t FastPathServer::grpc_connections() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return grpc_total_;
+}
+
+}  // namespace hsmd::fast_path
