@@ -69,7 +69,10 @@ std::string PercentEncode(absl::string_view message) {
     if (c >= 0x20 && c <= 0x7e && c != '%') {
       out.push_back(static_cast<char>(c));
     } else {
-      absl::StrAppend(&out, "%", absl::Hex(c, absl::kZeroPad2));
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
     }
   }
   return out;

@@ -1,6 +1,7 @@
 #include "daemon/fast_path/method_table.h"
 
 #include <cstdint>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -67,6 +68,10 @@ MethodTable MethodTable::ForServices(service::KeyService* keys,
   h[PathOf(a, "GetStatus")] = Bind(admin, &AdminService::GetStatus);
   h[PathOf(a, "GetStats")] = Bind(admin, &AdminService::GetStats);
   return table;
+}
+
+void MethodTable::Add(std::string path, UnaryHandler handler) {
+  handlers_[std::move(path)] = std::move(handler);
 }
 
 const UnaryHandler* MethodTable::Find(absl::string_view path) const {

@@ -31,6 +31,10 @@ class MethodTable {
   static MethodTable ForServices(service::KeyService* keys,
                                  service::AdminService* admin);
 
+  // Serves `path` ("/package.Service/Method") with `handler`, replacing
+  // what served it before (tests, fuzzers).
+  void Add(std::string path, UnaryHandler handler);
+
   // Null for a path the table does not serve.
   const UnaryHandler* Find(absl::string_view path) const;
   std::vector<std::string> Paths() const;
