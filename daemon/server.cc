@@ -320,6 +320,18 @@ absl::Status Server::Start() {
     return acceptor.status();
   }
   acceptor_ = *std::move(acceptor);
+  env_.connection_counts = [this] {
+    v1::ConnectionCounts counts;
+    const uint64_t accepted = acceptor_->accepted();
+    if (fast_path_ == nullptr) {
+      counts.set_grpc(accepted);
+      return counts;
+    }
+    // Connections still being classified count as neither yet.
+    counts.set_fast_path(fast_path_->fast_path_connections());
+    counts.set_grpc(fast_path_->grpc_connections());
+    return counts;
+  };
   acceptor_->Start();
 
   {

@@ -171,7 +171,7 @@ absl::Status Connection::Serve() {
     while (!ready_.empty()) {
       const int32_t id = ready_.front();
       ready_.pop_front();
-      Dispatch(id);
+      if (absl::Status s = Dispatch(id); !s.ok()) return s;
     }
   }
 }
@@ -206,13 +206,19 @@ absl::Status Connection::Flush() {
   return absl::OkStatus();
 }
 
-void Connection::Dispatch(int32_t stream_id) {
+absl::Status Connection::Dispatch(int32_t stream_id) {
   auto it = streams_.find(stream_id);
-  if (it == streams_.end()) return;  // Reset by the client meanwhile.
+  if (it == streams_.end()) return absl::OkStatus();  // Reset meanwhile.
   Stream& stream = *it->second;
   ++calls_;
+  // In flight until the response has left: a shutdown that waits for the
+  // calls to finish must not close the connection under an unsent answer.
+  if (in_flight_ != nullptr) in_flight_->Add();
   const grpc::Status status = RunCall(stream);
   Respond(stream, status);
+  absl::Status sent = Flush();
+  if (in_flight_ != nullptr) in_flight_->Done();
+  return sent;
 }
 
 grpc::Status Connection::RunCall(Stream& stream) {
@@ -271,10 +277,8 @@ grpc::Status Connection::RunCall(Stream& stream) {
     }
     call.deadline = absl::Now() + *timeout;
   }
-  if (in_flight_ != nullptr) in_flight_->Add();
   grpc::Status status = (*handler)(
       call, absl::string_view(body).substr(kGrpcPrefixBytes), &stream.response);
-  if (in_flight_ != nullptr) in_flight_->Done();
   // The request is not needed any more; a large one should not linger.
   std::string().swap(stream.body);
   return status;

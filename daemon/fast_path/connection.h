@@ -80,8 +80,8 @@ class Connection {
   };
 
   absl::Status Init();
-  // Runs the completed request on `stream_id` and queues its response.
-  void Dispatch(int32_t stream_id);
+  // Runs the completed request on `stream_id` and sends its response.
+  absl::Status Dispatch(int32_t stream_id);
   grpc::Status RunCall(Stream& stream);
   // Queues a response: a message with OK trailers, or trailers only.
   void Respond(Stream& stream, const grpc::Status& status);

@@ -151,9 +151,9 @@ TEST_F(ConnectionTest, ServesSequentialCallsOnOneConnection) {
     EXPECT_EQ(response, absl::StrCat("echo:", request));
   }
   EXPECT_EQ(in_flight_during_call_, 1);
-  EXPECT_EQ(in_flight_.count(), 0);
   client_.reset();  // EOF: Serve ends cleanly.
   server_.join();
+  EXPECT_EQ(in_flight_.count(), 0);
   EXPECT_TRUE(serve_status_.ok()) << serve_status_;
   EXPECT_EQ(calls_served_, 5u);
 }

@@ -95,6 +95,9 @@ grpc::Status AdminService::GetStatus(const CallInfo& call,
     *response->add_backends() = backend->GetStatus();
   }
   *response->mutable_config() = config_summary_;
+  if (env_.connection_counts) {
+    *response->mutable_connections() = env_.connection_counts();
+  }
   return scope.Finish(absl::OkStatus());
 }
 

@@ -10,6 +10,7 @@
 #include <grpcpp/support/status.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,6 +43,9 @@ struct ServiceEnv {
   const policy::Policy* policy = nullptr;
   // Null: no audit records.
   const AuditLog* audit = nullptr;
+  // Connections accepted so far by transport, for GetStatus; null: none
+  // reported.
+  std::function<v1::ConnectionCounts()> connection_counts;
   // Set (by Server::Shutdown) while hsmd drains: requests not yet admitted
   // are refused with UNAVAILABLE. Null: never draining.
   const std::atomic<bool>* draining = nullptr;

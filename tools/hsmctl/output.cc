@@ -150,6 +150,9 @@ std::string FormatStatus(const v1::GetStatusResponse& status) {
   AppendField(out, "PID", absl::StrCat(status.pid()));
   AppendField(out, "Started", FormatTimestamp(status.start_time()));
   AppendField(out, "Uptime", FormatUptime(status.uptime_seconds()));
+  AppendField(out, "Connections",
+              absl::StrCat(status.connections().fast_path(), " fast path, ",
+                           status.connections().grpc(), " gRPC"));
   const v1::ConfigSummary& config = status.config();
   absl::StrAppend(&out, "Config:\n");
   AppendField(out, "  File", OrDash(config.config_path()));

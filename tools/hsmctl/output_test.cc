@@ -213,6 +213,8 @@ TEST(FormatStatusTest, BackendsAndConfig) {
   status.set_version("0.1.0");
   status.set_uptime_seconds(3725);
   status.set_pid(42);
+  status.mutable_connections()->set_fast_path(12);
+  status.mutable_connections()->set_grpc(3);
   status.mutable_start_time()->set_seconds(1700000000);
   status.mutable_config()->set_socket_path("/run/hsmd/hsmd.sock");
   status.mutable_config()->add_pin_sources("file:/etc/hsmd/pin");
@@ -231,6 +233,7 @@ TEST(FormatStatusTest, BackendsAndConfig) {
   std::string text = FormatStatus(status);
   EXPECT_THAT(text, HasSubstr("Version:      0.1.0\n"));
   EXPECT_THAT(text, HasSubstr("Uptime:       1h 2m 5s\n"));
+  EXPECT_THAT(text, HasSubstr("Connections:  12 fast path, 3 gRPC\n"));
   EXPECT_THAT(text, HasSubstr("Started:      2023-11-14 22:13:20 UTC\n"));
   EXPECT_THAT(text, HasSubstr("PIN from:   file:/etc/hsmd/pin\n"));
   EXPECT_THAT(text, HasSubstr("Deadline:   30.00s"));
