@@ -33,7 +33,8 @@ need(report["mode"] == "smoke", "mode is not smoke")
 ops = ["rsa2048_pkcs1_sign", "rsa2048_pss_sign", "rsa3072_pkcs1_sign",
        "ecdsa_p256_sign", "ecdsa_p384_sign", "ed25519_sign",
        "rsa2048_oaep_decrypt", "random_32"]
-variants = ["in-process", "hsmproxy", "client_lib", "software"]
+variants = ["in-process", "hsmproxy", "client_lib", "client_lib_grpc",
+            "software"]
 cells = {(c["op"], c["variant"], c["processes"], c["threads"]): c
          for c in report["cells"]}
 for op in ops:
@@ -52,16 +53,25 @@ for op in ops:
                 total += c["ops"]
         need(total >= 200, f"{op} {v}: only {total} operations")
 for c in report["cells"]:
-    if c["variant"] in ("hsmproxy", "client_lib"):
+    if c["variant"] in ("hsmproxy", "client_lib", "client_lib_grpc"):
         need(c["ratio_to_in_process"] is not None,
              f"{c['op']} {c['variant']}: no ratio")
 
 forks = {(f["op"], f["variant"]): f for f in report["fork"]}
 for op in ("ecdsa_p256_sign", "rsa2048_pkcs1_sign"):
-    for v in ("hsmproxy", "in-process"):
+    for v in ("hsmproxy", "in-process", "client_lib", "client_lib_grpc"):
         f = forks.get((op, v))
-        need(f is not None and f["child_first"]["count"] >= 3,
-             f"fork {op} {v} missing")
+        need(f is not None, f"fork {op} {v} missing")
+        if f is None:
+            continue
+        # child_first: in the child, from fork() returning; fork_to_first:
+        # from fork() in the parent, so it includes fork() itself.
+        for key in ("child_first", "fork_to_first", "child_second"):
+            need(f[key]["count"] >= 3, f"fork {op} {v}: {key} missing")
+        need(f["fork_to_child"]["count"] >= 6,
+             f"fork {op} {v}: fork_to_child missing")
+        need(0 < f["child_first"]["p50_us"] <= f["fork_to_first"]["p50_us"],
+             f"fork {op} {v}: child_first not within fork_to_first")
 
 stages = [s["stage"] for s in report["footprint"]]
 need(stages == ["baseline", "loaded", "one_signature", "101_signatures"],
@@ -89,6 +99,12 @@ for t in report["targets"]:
 need(not any("FAILED" in n for n in report["notes"]),
      f"notes: {report['notes']}")
 need("| Operation | procs x threads |" in markdown, "markdown table missing")
+need("client_lib_grpc / in-process" in markdown,
+     "markdown: no client_lib_grpc ratio column")
+for t in report["targets"]:
+    if t["name"].startswith("Child's first signature after fork"):
+        need("measured in the child" in t["name"],
+             f"fork target not measured in the child: {t['name']}")
 
 if problems:
     print("FAIL:\n  " + "\n  ".join(problems))

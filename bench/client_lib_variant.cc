@@ -124,15 +124,16 @@ class ClientLibRunner final : public OpRunner {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ClientLibVariant>> ClientLibVariant::New(
-    const std::string& socket_path, const KeyDirectory& keys) {
+    const std::string& socket_path, const KeyDirectory& keys, bool fast_path) {
   client::ClientOptions options;
   options.socket_path = socket_path;
   // One idle connection per benchmark thread.
   options.max_idle_connections = 8;
+  options.fast_path = fast_path;
   ASSIGN_OR_RETURN(std::unique_ptr<client::Client> client,
                    client::Client::New(options));
   std::unique_ptr<ClientLibVariant> variant(
-      new ClientLibVariant(std::move(client), keys));
+      new ClientLibVariant(std::move(client), keys, fast_path));
   for (const auto& [label, key] : keys) {
     ASSIGN_OR_RETURN(EvpPkeyPtr pub, PublicKeyFromSpki(key.spki));
     variant->public_keys_[label] = std::move(pub);

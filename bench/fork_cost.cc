@@ -17,19 +17,27 @@ namespace {
 constexpr int kWarmup = 20;
 constexpr int kSteadyOps = 200;
 
+// What a child reports, in nanoseconds.
 struct ChildTimes {
-  int64_t first_ns;
+  // fork() called in the parent -> fork() returned in the child.
+  int64_t fork_to_child_ns;
+  // fork() returned in the child -> first result (noop: -> reporting).
+  int64_t child_first_ns;
+  // First result -> second result (noop: 0).
   int64_t second_ns;
 };
 
-// In the child: everything after fork(), reported through `fd`.
-[[noreturn]] void ChildMain(int fd, int64_t forked_at, Variant& variant,
-                            OpRunner& inherited, const ChildReopen& reopen,
-                            Op op, bool noop) {
+// In the child: everything after fork(), reported through `fd`. `forked_at`
+// was taken in the parent just before fork(), `child_start` in the child
+// as soon as fork() returned.
+[[noreturn]] void ChildMain(int fd, int64_t forked_at, int64_t child_start,
+                            Variant& variant, OpRunner& inherited,
+                            const ChildReopen& reopen, Op op, bool noop) {
   alarm(60);
   absl::StatusOr<std::string> result = [&]() -> absl::StatusOr<std::string> {
     if (noop) {
-      ChildTimes times{MonotonicNanos() - forked_at, 0};
+      ChildTimes times{child_start - forked_at, MonotonicNanos() - child_start,
+                       0};
       return std::string(reinterpret_cast<const char*>(&times), sizeof(times));
     }
     std::unique_ptr<Variant> kept;
@@ -45,7 +53,8 @@ struct ChildTimes {
     const int64_t second_done = MonotonicNanos();
     Variant& checker = kept != nullptr ? *kept : variant;
     RETURN_IF_ERROR(checker.Check(op, runner->output(0)));
-    ChildTimes times{first_done - forked_at, second_done - first_done};
+    ChildTimes times{child_start - forked_at, first_done - child_start,
+                     second_done - first_done};
     return std::string(reinterpret_cast<const char*>(&times), sizeof(times));
   }();
   _exit(WriteMessage(fd, EncodeResult(result)).ok() ? 0 : 1);
@@ -64,7 +73,9 @@ absl::StatusOr<std::string> Measure(const VariantFactory& factory,
     RETURN_IF_ERROR(runner->Run(0));
     steady.Record(MonotonicNanos() - start);
   }
-  LatencyHistogram first;
+  LatencyHistogram child_first;
+  LatencyHistogram fork_to_first;
+  LatencyHistogram fork_to_child;
   LatencyHistogram second;
   LatencyHistogram fork_only;
   for (int i = 0; i < 2 * forks; ++i) {
@@ -76,8 +87,11 @@ absl::StatusOr<std::string> Measure(const VariantFactory& factory,
       return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
     }
     if (pid == 0) {
+      // The child's first instruction after fork() returned.
+      const int64_t child_start = MonotonicNanos();
       close(pipe.read_fd);
-      ChildMain(pipe.write_fd, forked_at, *variant, *runner, reopen, op, noop);
+      ChildMain(pipe.write_fd, forked_at, child_start, *variant, *runner,
+                reopen, op, noop);
     }
     CloseFd(pipe.write_fd);
     absl::StatusOr<std::string> message =
@@ -100,15 +114,25 @@ absl::StatusOr<std::string> Measure(const VariantFactory& factory,
     }
     ChildTimes times;
     std::memcpy(&times, body->data(), sizeof(times));
+    if (times.fork_to_child_ns < 0 || times.child_first_ns < 0 ||
+        times.second_ns < 0) {
+      return absl::InternalError(
+          absl::StrCat("forked child ", i, ": negative time"));
+    }
+    fork_to_child.Record(static_cast<uint64_t>(times.fork_to_child_ns));
+    const uint64_t fork_to_result =
+        static_cast<uint64_t>(times.fork_to_child_ns + times.child_first_ns);
     if (noop) {
-      fork_only.Record(static_cast<uint64_t>(times.first_ns));
+      fork_only.Record(fork_to_result);
     } else {
-      first.Record(static_cast<uint64_t>(times.first_ns));
+      child_first.Record(static_cast<uint64_t>(times.child_first_ns));
+      fork_to_first.Record(fork_to_result);
       second.Record(static_cast<uint64_t>(times.second_ns));
     }
   }
   std::string out;
-  for (const LatencyHistogram* h : {&steady, &first, &second, &fork_only}) {
+  for (const LatencyHistogram* h : {&steady, &child_first, &fork_to_first,
+                                    &fork_to_child, &second, &fork_only}) {
     const std::string bytes = h->Serialize();
     const uint64_t size = bytes.size();
     out.append(reinterpret_cast<const char*>(&size), sizeof(size));
@@ -130,7 +154,8 @@ absl::StatusOr<ForkCost> MeasureForkCost(const VariantFactory& factory,
   cost.op = op;
   absl::string_view in(bytes);
   for (LatencyHistogram* h :
-       {&cost.steady, &cost.first, &cost.second, &cost.fork_only}) {
+       {&cost.steady, &cost.child_first, &cost.fork_to_first,
+        &cost.fork_to_child, &cost.second, &cost.fork_only}) {
     uint64_t size = 0;
     if (in.size() < sizeof(size)) return absl::InternalError("short result");
     std::memcpy(&size, in.data(), sizeof(size));

@@ -1,6 +1,9 @@
-// Fork cost: the time from fork() to the child's first completed operation,
-// for a process that was already using a key before it forked (a prefork
-// server's master). hsmproxy's child just calls (client_lib reconnects on
+// Fork cost: what a child pays before its first completed operation, for a
+// process that was already using a key before it forked (a prefork server's
+// master). Measured twice: in the child, from fork() returning to the first
+// result (what the child itself pays), and from fork() in the parent (which
+// adds the fork itself: page-table copy and scheduling, the same for every
+// variant). hsmproxy's child just calls (client_lib reconnects on
 // its own); an in-process PKCS#11 child must C_Finalize the inherited module
 // state, C_Initialize, open a session, log in and find the key again.
 #ifndef HSMD_BENCH_FORK_COST_H_
@@ -22,12 +25,18 @@ struct ForkCost {
   Op op = Op::kEcdsaP256Sign;
   // The parent's operation before forking (steady state).
   LatencyHistogram steady;
-  // fork() (in the parent) until the child's first result.
-  LatencyHistogram first;
+  // In the child: from fork() returning until the first result (re-init
+  // and reconnection included). The fork targets use this.
+  LatencyHistogram child_first;
+  // fork() (called in the parent) until the child's first result.
+  LatencyHistogram fork_to_first;
+  // fork() called in the parent until it returned in the child: the fork
+  // itself as the child sees it (what fork_to_first adds to child_first).
+  LatencyHistogram fork_to_child;
   // The child's second operation.
   LatencyHistogram second;
-  // fork() until a child that does nothing reports back: the floor the
-  // first result includes (page-table copy, scheduling, the pipe).
+  // fork() until a child that does nothing reports back: the floor
+  // fork_to_first includes (page-table copy, scheduling, the pipe).
   LatencyHistogram fork_only;
 };
 

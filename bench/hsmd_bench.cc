@@ -14,6 +14,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -222,9 +223,11 @@ class Bench {
     return Erase<EvpVariant>(
         [this] { return EvpVariant::NewHsmproxy(hsmproxy_, socket_, keys_); });
   }
-  VariantFactory ClientLibFactory() const {
-    return Erase<ClientLibVariant>(
-        [this] { return ClientLibVariant::New(socket_, keys_); });
+  // `fast_path` false: hsmd's gRPC server serves the connections.
+  VariantFactory ClientLibFactory(bool fast_path = true) const {
+    return Erase<ClientLibVariant>([this, fast_path] {
+      return ClientLibVariant::New(socket_, keys_, fast_path);
+    });
   }
   VariantFactory SoftwareFactory() const {
     return Erase<EvpVariant>([] { return EvpVariant::NewSoftware(); });
@@ -313,6 +316,7 @@ absl::Status Bench::RunMatrixPhase() {
       {kInProcess, InProcessFactory(4)},
       {kHsmproxy, HsmproxyFactory()},
       {kClientLib, ClientLibFactory()},
+      {kClientLibGrpc, ClientLibFactory(/*fast_path=*/false)},
       {kSoftware, SoftwareFactory()},
   };
   MatrixOptions m;
@@ -380,17 +384,33 @@ absl::Status Bench::RunForkPhase() {
     *keep = std::move(fresh);
     return runner;
   };
+  struct Spec {
+    const char* name;
+    VariantFactory factory;
+    ChildReopen reopen;
+  };
+  // hsmproxy and in-process always (the targets compare them); client_lib
+  // over the fast path and over hsmd's gRPC server unless --variants leaves
+  // them out. Their children just call: client_lib sees the new pid and
+  // connects afresh.
+  std::vector<Spec> specs = {
+      {kHsmproxy, HsmproxyFactory(), ChildReopen()},
+      {kInProcess, InProcessFactory(1), reopen_pkcs11},
+  };
+  for (const auto& [name, fast_path] :
+       {std::pair<const char*, bool>{kClientLib, true},
+        {kClientLibGrpc, false}}) {
+    if (options_.variants.empty() || options_.variants.count(name) > 0) {
+      specs.push_back({name, ClientLibFactory(fast_path), ChildReopen()});
+    }
+  }
   for (Op op : {Op::kEcdsaP256Sign, Op::kRsa2048Pkcs1Sign}) {
-    for (const char* variant : {kHsmproxy, kInProcess}) {
-      const bool in_process = variant == std::string(kInProcess);
-      Log(absl::StrCat("fork cost: ", InfoOf(op).id, " ", variant, ", ",
+    for (const Spec& spec : specs) {
+      Log(absl::StrCat("fork cost: ", InfoOf(op).id, " ", spec.name, ", ",
                        options_.forks, " forks"));
-      ASSIGN_OR_RETURN(
-          ForkCost cost,
-          MeasureForkCost(in_process ? InProcessFactory(1) : HsmproxyFactory(),
-                          in_process ? reopen_pkcs11 : ChildReopen(), op,
-                          options_.forks));
-      cost.variant = variant;
+      ASSIGN_OR_RETURN(ForkCost cost, MeasureForkCost(spec.factory, spec.reopen,
+                                                      op, options_.forks));
+      cost.variant = spec.name;
       report_.forks.push_back(std::move(cost));
     }
   }

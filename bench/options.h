@@ -39,8 +39,10 @@ struct BenchOptions {
 
   // Matrix.
   std::vector<Op> ops;  // All when empty.
-  // Subset of in-process, hsmproxy, client_lib, software (e.g. to profile
-  // one of them); all when empty.
+  // Subset of in-process, hsmproxy, client_lib, client_lib_grpc, software
+  // (e.g. to profile one of them); all when empty. The fork phase always
+  // measures hsmproxy and in-process (the targets), and the client_lib
+  // variants that this selects.
   std::set<std::string> variants;
   // Client processes x threads per process.
   std::vector<int> process_counts = {1, 2};

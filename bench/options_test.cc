@@ -58,6 +58,19 @@ TEST(OptionsTest, OpsAndSkipLists) {
   EXPECT_EQ(o->skip, (std::set<std::string>{"fork", "nginx"}));
 }
 
+TEST(OptionsTest, ClientLibOverGrpcIsAVariant) {
+  absl::StatusOr<BenchOptions> o =
+      Parse({"--variants", "client_lib,client_lib_grpc"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->variants,
+            (std::set<std::string>{"client_lib", "client_lib_grpc"}));
+  EXPECT_THAT(Parse({"--variants=client_lib-grpc"}).status().message(),
+              HasSubstr("unknown variant 'client_lib-grpc'; known: "
+                        "in-process,hsmproxy,client_lib,client_lib_grpc,"
+                        "software"));
+  EXPECT_THAT(Usage(), HasSubstr("client_lib_grpc"));
+}
+
 TEST(OptionsTest, ErrorsNameTheProblem) {
   EXPECT_THAT(Parse({"--rounds=0"}).status().message(),
               HasSubstr("--rounds: '0' is not an integer >= 1"));

@@ -23,8 +23,11 @@ namespace hsmd::bench {
 int64_t MonotonicNanos();
 // CPU time (user + system) of the calling process, in nanoseconds.
 int64_t ProcessCpuNanos();
-// Time the threads of `pid` have spent on a CPU, in nanoseconds, from
-// /proc/PID/task/*/schedstat (exact, unlike the tick-based /proc/PID/stat).
+// Time the threads of `pid` have spent on a CPU, in nanoseconds, from its
+// CPU-time clock (clock_getcpuclockid: exact, unlike the tick-based
+// /proc/PID/stat). Threads that have exited still count: hsmd's fast path
+// ends a thread with each connection, and a sum over /proc/PID/task would
+// lose their time (and could go backwards).
 absl::StatusOr<int64_t> ProcessRunNanos(pid_t pid);
 // Sleeps until MonotonicNanos() >= `when`.
 void SleepUntil(int64_t when);

@@ -1,11 +1,13 @@
 #include "bench/process.h"
 
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -132,6 +134,38 @@ TEST(ProcessTest, ProcStatistics) {
   const int64_t now = MonotonicNanos();
   SleepUntil(now + 2'000'000);
   EXPECT_GE(MonotonicNanos(), now + 2'000'000);
+}
+
+// hsmd's fast path ends a thread with each connection: the CPU time of a
+// thread that has exited must still be counted.
+TEST(ProcessTest, RunTimeKeepsExitedThreads) {
+  absl::StatusOr<int64_t> before = ProcessRunNanos(getpid());
+  ASSERT_TRUE(before.ok()) << before.status();
+  int64_t burned = 0;
+  std::thread burner([&burned] {
+    timespec ts;
+    do {
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+      burned = int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+    } while (burned < 20'000'000);
+  });
+  burner.join();
+  absl::StatusOr<int64_t> after = ProcessRunNanos(getpid());
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_GE(*after - *before, burned);
+}
+
+TEST(ProcessTest, RunTimeOfAMissingProcessIsAnError) {
+  // Reaped at once: its pid no longer names a process.
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) _exit(0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  absl::StatusOr<int64_t> run = ProcessRunNanos(pid);
+  EXPECT_EQ(run.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(run.status().message()),
+              HasSubstr(absl::StrCat("process ", pid)));
 }
 
 }  // namespace

@@ -18,6 +18,8 @@ namespace hsmd::bench {
 inline constexpr char kInProcess[] = "in-process";
 inline constexpr char kHsmproxy[] = "hsmproxy";
 inline constexpr char kClientLib[] = "client_lib";
+// client_lib with ClientOptions::fast_path off: hsmd's gRPC server.
+inline constexpr char kClientLibGrpc[] = "client_lib_grpc";
 inline constexpr char kSoftware[] = "software";
 
 struct MachineInfo {

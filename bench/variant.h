@@ -1,6 +1,7 @@
-// What the benchmark measures: eight operations, each run by four variants
-// (in-process PKCS#11, hsmproxy, client_lib, software key) behind one
-// interface, so the harness times every variant with the same loop.
+// What the benchmark measures: eight operations, each run by five variants
+// (in-process PKCS#11, hsmproxy, client_lib over hsmd's fast path and over
+// its gRPC server, software key) behind one interface, so the harness times
+// every variant with the same loop.
 #ifndef HSMD_BENCH_VARIANT_H_
 #define HSMD_BENCH_VARIANT_H_
 
@@ -72,7 +73,7 @@ class OpRunner {
 class Variant {
  public:
   virtual ~Variant() = default;
-  // "in-process", "hsmproxy", "client_lib", "software".
+  // "in-process", "hsmproxy", "client_lib", "client_lib_grpc", "software".
   virtual std::string name() const = 0;
   // Looks up the key and builds per-thread state; makes no measured call.
   virtual absl::StatusOr<std::unique_ptr<OpRunner>> Prepare(Op op,
