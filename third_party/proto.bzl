@@ -87,7 +87,12 @@ def cc_proto(name, srcs, deps = [], grpc = False, lite = False, visibility = Non
             name = name + "_lite",
             srcs = [lite_dir + b + ".pb.cc" for b in bases],
             hdrs = [lite_dir + b + ".pb.h" for b in bases],
-            deps = [d + "_lite" for d in deps] + ["@system//:protobuf"],
+            # The lite runtime only (libprotobuf-lite), with the well-known
+            # types this project imports generated as lite messages.
+            deps = [d + "_lite" for d in deps] + [
+                "//third_party/protobuf_wkt_lite:wkt_lite",
+                "@system//:protobuf_lite",
+            ],
             strip_include_prefix = "lite",
             copts = ["-Wno-unused-parameter"],
             visibility = visibility,
