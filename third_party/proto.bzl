@@ -14,6 +14,9 @@ def cc_proto(name, srcs, deps = [], grpc = False, lite = False, visibility = Non
     the process-wide pool, so a module loaded into other programs (hsmproxy.so)
     cannot clash with a program that links its own copy of the same .proto
     (protobuf aborts on a second registration). Deps get `_lite` appended.
+    The lite libraries link libprotobuf-lite only, with google.protobuf's
+    Timestamp and Any from //third_party/protobuf_wkt_lite, never the full
+    libprotobuf (a binary must not mix them with the full messages).
     """
     pkg = native.package_name()
 
