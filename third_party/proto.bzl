@@ -14,6 +14,9 @@ def cc_proto(name, srcs, deps = [], grpc = False, lite = False, visibility = Non
     the process-wide pool, so a module loaded into other programs (hsmproxy.so)
     cannot clash with a program that links its own copy of the same .proto
     (protobuf aborts on a second registration). Deps get `_lite` appended.
+    The lite libraries link libprotobuf-lite only, with google.protobuf's
+    Timestamp and Any from //third_party/protobuf_wkt_lite, never the full
+    libprotobuf (a binary must not mix them with the full messages).
     """
     pkg = native.package_name()
 
@@ -87,8 +90,19 @@ def cc_proto(name, srcs, deps = [], grpc = False, lite = False, visibility = Non
             name = name + "_lite",
             srcs = [lite_dir + b + ".pb.cc" for b in bases],
             hdrs = [lite_dir + b + ".pb.h" for b in bases],
-            deps = [d + "_lite" for d in deps] + ["@system//:protobuf"],
+            # The lite runtime only (libprotobuf-lite), with the well-known
+            # types this project imports generated as lite messages.
+            deps = [d + "_lite" for d in deps] + [
+                "//third_party/protobuf_wkt_lite:wkt_lite",
+                "@system//:protobuf_lite",
+            ],
             strip_include_prefix = "lite",
-            copts = ["-Wno-unused-parameter"],
+            # Optimised for size: the generated code is a third of
+            # hsmproxy.so, whose pages every client process maps; parsing
+            # and serialising a few hundred bytes per call does not notice.
+            copts = [
+                "-Os",
+                "-Wno-unused-parameter",
+            ],
             visibility = visibility,
         )

@@ -28,6 +28,8 @@ _LIBS = {
     "crypto": {"modules": ["libcrypto"]},
     "ssl": {"modules": ["libssl", "libcrypto"]},
     "protobuf": {"modules": ["protobuf"]},
+    # The lite runtime alone, for hsmproxy.so (see //third_party/protobuf_wkt_lite).
+    "protobuf_lite": {"modules": ["protobuf-lite"]},
     "grpcpp": {"modules": ["grpc++", "protobuf"]},
     "grpcpp_reflection": {
         "modules": ["grpc++"],
