@@ -332,7 +332,6 @@ absl::Status Server::Start() {
     counts.set_grpc(fast_path_->grpc_connections());
     return counts;
   };
-  acceptor_->Start();
 
   {
     std::lock_guard<std::mutex> lock(health_mu_);
@@ -356,6 +355,9 @@ absl::Status Server::Start() {
              {"policy", policy_->enforced() ? "enforced" : "none (allow all)"},
              {"audit", audit},
              {"serving", serving()}});
+  // Last: the first answer comes after "hsmd ready" in the log (clients that
+  // connected earlier wait in the listen backlog until now).
+  acceptor_->Start();
   return absl::OkStatus();
 }
 

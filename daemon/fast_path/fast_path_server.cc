@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -29,12 +30,23 @@ void FastPathServer::Adopt(int fd, std::shared_ptr<const PeerIdentity> peer) {
       close(fd);
       return;
     }
-    if (fds_.size() < options_.max_connections) {
-      fds_.insert(fd);
-    } else {
+    if (fds_.size() >= options_.max_connections) {
       // At the cap, gRPC serves the connection without a thread of ours.
       ++grpc_total_;
       at_cap = true;
+    } else {
+      fds_.insert(fd);
+      if (!idle_.empty()) {
+        // A thread that served a connection before takes this one: no
+        // thread start on the new connection's first call.
+        Worker* worker = idle_.back();
+        idle_.pop_back();
+        worker->fd = fd;
+        worker->peer = std::move(peer);
+        worker->wake.notify_one();
+        return;
+      }
+      ++threads_;
     }
   }
   if (at_cap) {
@@ -43,13 +55,43 @@ void FastPathServer::Adopt(int fd, std::shared_ptr<const PeerIdentity> peer) {
   }
   try {
     std::thread([this, fd, peer = std::move(peer)]() mutable {
-      Run(fd, std::move(peer));
+      WorkerLoop(fd, std::move(peer));
     }).detach();
   } catch (const std::system_error& e) {
     log::Warning("cannot start a connection thread; gRPC serves it",
                  {{"error", e.what()}});
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --threads_;
+    }
     HandToGrpc(fd);
   }
+}
+
+void FastPathServer::WorkerLoop(int fd,
+                                std::shared_ptr<const PeerIdentity> peer) {
+  Worker worker;
+  for (;;) {
+    Run(fd, std::move(peer));
+    std::unique_lock<std::mutex> lock(mu_);
+    if (closed_ || idle_.size() >= options_.max_idle_threads) break;
+    idle_.push_back(&worker);
+    const bool assigned = worker.wake.wait_for(
+        lock, absl::ToChronoNanoseconds(options_.idle_thread_timeout),
+        [&] { return worker.fd >= 0 || worker.exit; });
+    if (!assigned) {
+      // Timed out: nobody can hand this worker a connection any more.
+      idle_.erase(std::find(idle_.begin(), idle_.end(), &worker));
+      break;
+    }
+    if (worker.exit) break;
+    fd = worker.fd;
+    peer = std::move(worker.peer);
+    worker.fd = -1;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  --threads_;
+  threads_done_.notify_all();
 }
 
 void FastPathServer::HandToGrpc(int fd) {
@@ -111,11 +153,17 @@ void FastPathServer::Forget(int fd, bool close_fd) {
 bool FastPathServer::Close(absl::Time deadline) {
   std::unique_lock<std::mutex> lock(mu_);
   closed_ = true;
+  for (Worker* worker : idle_) {
+    worker->exit = true;
+    worker->wake.notify_one();
+  }
+  idle_.clear();
   // Wakes threads blocked in recv (EOF) or send (EPIPE) and the
   // classifiers' poll; a thread in a backend call sees it when it returns.
   for (int fd : fds_) shutdown(fd, SHUT_RDWR);
-  return threads_done_.wait_until(lock, absl::ToChronoTime(deadline),
-                                  [this] { return fds_.empty(); });
+  return threads_done_.wait_until(
+      lock, absl::ToChronoTime(deadline),
+      [this] { return fds_.empty() && threads_ == 0; });
 }
 
 uint64_t FastPathServer::fast_path_connections() const {
@@ -126,6 +174,16 @@ uint64_t FastPathServer::fast_path_connections() const {
 uint64_t FastPathServer::grpc_connections() const {
   std::lock_guard<std::mutex> lock(mu_);
   return grpc_total_;
+}
+
+size_t FastPathServer::threads() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return threads_;
+}
+
+size_t FastPathServer::parked_threads() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return idle_.size();
 }
 
 }  // namespace hsmd::fast_path

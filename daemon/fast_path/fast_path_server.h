@@ -10,7 +10,8 @@
 // per connection) and no set-up beyond an HTTP/2 session. Both transports
 // run the same service code (method_table.h).
 //
-// Threads: one per fast-path connection, up to max_connections; further
+// Threads: one per fast-path connection (threads of closed connections are
+// parked and reused), up to max_connections; further
 // client_lib connections go to gRPC (which still serves them, slower). A
 // connection thread blocked in a hung HSM call holds only its own
 // connection; the client gives up at its deadline and reconnects.
@@ -22,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
@@ -39,6 +41,11 @@ struct ServerOptions {
   size_t max_connections = 512;
   // How long a new connection may stay silent before it is handed to gRPC.
   absl::Duration classify_timeout = absl::Seconds(5);
+  // Threads kept after their connection closed, for the next connections
+  // (a thread start is a good part of a new connection's cost), and for how
+  // long.
+  size_t max_idle_threads = 8;
+  absl::Duration idle_thread_timeout = absl::Seconds(60);
 };
 
 class FastPathServer {
@@ -69,8 +76,21 @@ class FastPathServer {
   // Connections served on the fast path / handed to gRPC so far.
   uint64_t fast_path_connections() const;
   uint64_t grpc_connections() const;
+  // Connection threads alive (serving or parked), and those parked.
+  size_t threads() const;
+  size_t parked_threads() const;
 
  private:
+  // A thread parked between connections.
+  struct Worker {
+    std::condition_variable wake;
+    int fd = -1;
+    std::shared_ptr<const PeerIdentity> peer;
+    bool exit = false;
+  };
+
+  // Serves `fd`, then further connections handed over while parked.
+  void WorkerLoop(int fd, std::shared_ptr<const PeerIdentity> peer);
   void Run(int fd, std::shared_ptr<const PeerIdentity> peer);
   // Passes a registered connection on to gRPC (or closes it once closed).
   void HandToGrpc(int fd);
@@ -88,6 +108,10 @@ class FastPathServer {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   // Connections being classified or served, each with a thread.
   absl::flat_hash_set<int> fds_ ABSL_GUARDED_BY(mu_);
+  // Parked threads, the last parked first.
+  std::vector<Worker*> idle_ ABSL_GUARDED_BY(mu_);
+  // Threads running WorkerLoop.
+  size_t threads_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t fast_path_total_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t grpc_total_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -117,6 +117,46 @@ TEST_F(FastPathServerTest, ServesClientLibConnections) {
   EXPECT_EQ(server_->grpc_connections(), 0u);
 }
 
+TEST_F(FastPathServerTest, ThreadsOfClosedConnectionsServeTheNextOnes) {
+  StartServer();
+  for (int i = 0; i < 5; ++i) {
+    auto client = Connect();
+    ASSERT_TRUE(Call(*client, kEcho).ok());
+    client.reset();
+    // The thread parks once it has seen the EOF.
+    const absl::Time give_up = absl::Now() + absl::Seconds(30);
+    while (server_->parked_threads() != 1 && absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  }
+  EXPECT_EQ(server_->threads(), 1u);
+  EXPECT_EQ(server_->fast_path_connections(), 5u);
+}
+
+TEST_F(FastPathServerTest, ParkedThreadsAreBoundedAndExpire) {
+  ServerOptions options;
+  options.max_idle_threads = 2;
+  options.idle_thread_timeout = absl::Milliseconds(100);
+  StartServer(options);
+  {
+    auto a = Connect();
+    auto b = Connect();
+    auto c = Connect();
+    for (auto* client : {a.get(), b.get(), c.get()}) {
+      ASSERT_TRUE(Call(*client, kEcho).ok());
+    }
+    EXPECT_EQ(server_->threads(), 3u);
+  }
+  // Three connections closed: two threads park, then expire too.
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (server_->threads() != 0 && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(server_->threads(), 0u);
+  auto d = Connect();
+  EXPECT_TRUE(Call(*d, kEcho).ok());
+}
+
 TEST_F(FastPathServerTest, OtherClientsGoToGrpcWithTheirBytesUnread) {
   StartServer();
   auto other = Connect(/*announce=*/false);
