@@ -24,6 +24,7 @@ FastPathServer::FastPathServer(MethodTable methods, InFlightCalls* in_flight,
 
 void FastPathServer::Adopt(int fd, std::shared_ptr<const PeerIdentity> peer) {
   bool at_cap = false;
+  std::shared_ptr<Worker> parked;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) {
@@ -39,15 +40,21 @@ void FastPathServer::Adopt(int fd, std::shared_ptr<const PeerIdentity> peer) {
       if (!idle_.empty()) {
         // A thread that served a connection before takes this one: no
         // thread start on the new connection's first call.
-        Worker* worker = idle_.back();
+        parked = idle_.back();
         idle_.pop_back();
-        worker->fd = fd;
-        worker->peer = std::move(peer);
-        worker->wake.notify_one();
-        return;
+        parked->fd = fd;
+        parked->peer = std::move(peer);
+      } else {
+        ++threads_;
       }
-      ++threads_;
     }
+  }
+  if (parked != nullptr) {
+    // After unlocking: the woken thread needs mu_ at once. `parked` keeps
+    // the worker alive even if its thread took the connection on a
+    // spurious wake-up and is gone already.
+    parked->wake.notify_one();
+    return;
   }
   if (at_cap) {
     grpc_hand_off_(fd);
@@ -70,18 +77,19 @@ void FastPathServer::Adopt(int fd, std::shared_ptr<const PeerIdentity> peer) {
 
 void FastPathServer::WorkerLoop(int fd,
                                 std::shared_ptr<const PeerIdentity> peer) {
-  Worker worker;
+  auto self = std::make_shared<Worker>();
+  Worker& worker = *self;
   for (;;) {
     Run(fd, std::move(peer));
     std::unique_lock<std::mutex> lock(mu_);
     if (closed_ || idle_.size() >= options_.max_idle_threads) break;
-    idle_.push_back(&worker);
+    idle_.push_back(self);
     const bool assigned = worker.wake.wait_for(
         lock, absl::ToChronoNanoseconds(options_.idle_thread_timeout),
         [&] { return worker.fd >= 0 || worker.exit; });
     if (!assigned) {
       // Timed out: nobody can hand this worker a connection any more.
-      idle_.erase(std::find(idle_.begin(), idle_.end(), &worker));
+      idle_.erase(std::find(idle_.begin(), idle_.end(), self));
       break;
     }
     if (worker.exit) break;
@@ -153,7 +161,7 @@ void FastPathServer::Forget(int fd, bool close_fd) {
 bool FastPathServer::Close(absl::Time deadline) {
   std::unique_lock<std::mutex> lock(mu_);
   closed_ = true;
-  for (Worker* worker : idle_) {
+  for (const std::shared_ptr<Worker>& worker : idle_) {
     worker->exit = true;
     worker->wake.notify_one();
   }

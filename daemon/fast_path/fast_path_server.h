@@ -109,7 +109,7 @@ class FastPathServer {
   // Connections being classified or served, each with a thread.
   absl::flat_hash_set<int> fds_ ABSL_GUARDED_BY(mu_);
   // Parked threads, the last parked first.
-  std::vector<Worker*> idle_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Worker>> idle_ ABSL_GUARDED_BY(mu_);
   // Threads running WorkerLoop.
   size_t threads_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t fast_path_total_ ABSL_GUARDED_BY(mu_) = 0;
