@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "daemon/config/config.pb.h"
 #include "daemon/peer_credentials.h"
@@ -35,27 +36,29 @@ inline constexpr char kAuditMessageId[] = "5f1c8e0a2b7d4c3e9a6f0b1d2c3e4f50";
 
 // The record's time is when it is written (journal: the entry's own
 // timestamp; stderr: "ts"), right after the request completed.
+// Views into what the request scope holds: a record lives only for the
+// AuditLog::Record call it is made for.
 struct AuditRecord {
   // Null when the caller could not be identified.
   std::shared_ptr<const PeerIdentity> peer;
   // RPC name ("Sign") and the policy operation it needed ("sign").
-  std::string method;
-  std::string operation;
+  absl::string_view method;
+  absl::string_view operation;
   // "allow" or "deny" (a denial by the policy).
   bool denied = false;
   // The policy rule that allowed the request (may be empty).
-  std::string rule;
+  absl::string_view rule;
   // The key as the request named it, and what it resolved to.
-  std::string key_ref;
-  std::string key_uri;
-  std::string key_id;
-  std::string backend;
+  absl::string_view key_ref;
+  absl::string_view key_uri;
+  absl::string_view key_id;
+  absl::string_view backend;
   // "ecdsa-sha256", "rsa-pss-sha256-mgf1-sha256-salt32", ...
-  std::string mechanism;
+  absl::string_view mechanism;
   absl::StatusCode code = absl::StatusCode::kOk;
   // "CKR_DEVICE_ERROR 0x30" when the backend reported one.
-  std::string backend_code;
-  std::string error;
+  absl::string_view backend_code;
+  absl::string_view error;
   absl::Duration latency;
 };
 

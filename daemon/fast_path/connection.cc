@@ -280,7 +280,7 @@ grpc::Status Connection::RunCall(Stream& stream) {
   grpc::Status status = (*handler)(
       call, absl::string_view(body).substr(kGrpcPrefixBytes), &stream.response);
   // The request is not needed any more; a large one should not linger.
-  std::string().swap(stream.body);
+  if (stream.body.capacity() > kReadBytes) std::string().swap(stream.body);
   return status;
 }
 
@@ -343,7 +343,15 @@ int Connection::OnBeginHeaders(nghttp2_session* /*session*/,
       frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
     return 0;
   }
-  auto stream = std::make_unique<Stream>();
+  std::unique_ptr<Stream> stream;
+  if (self->spare_ != nullptr) {
+    // Calls come one at a time: the last call's stream, with its buffers'
+    // capacity, serves the next one.
+    stream = std::move(self->spare_);
+    stream->Reset();
+  } else {
+    stream = std::make_unique<Stream>();
+  }
   stream->id = frame->hd.stream_id;
   self->streams_[frame->hd.stream_id] = std::move(stream);
   return 0;
@@ -410,7 +418,14 @@ int Connection::OnFrameRecv(nghttp2_session* /*session*/,
 int Connection::OnStreamClose(nghttp2_session* /*session*/, int32_t stream_id,
                               uint32_t /*error_code*/, void* user_data) {
   auto* self = static_cast<Connection*>(user_data);
-  self->streams_.erase(stream_id);
+  auto it = self->streams_.find(stream_id);
+  if (it == self->streams_.end()) return 0;
+  // Kept unless it grew large (a big request or response).
+  if (it->second->body.capacity() + it->second->response.capacity() <=
+      kReadBytes) {
+    self->spare_ = std::move(it->second);
+  }
+  self->streams_.erase(it);
   return 0;
 }
 

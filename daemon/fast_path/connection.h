@@ -77,6 +77,19 @@ class Connection {
     std::string status_code;
     std::string status_message;
     std::string status_details;
+
+    // Back to a fresh stream, keeping the strings' capacity.
+    void Reset() {
+      id = 0;
+      for (std::string* s :
+           {&method, &path, &content_type, &timeout, &encoding, &body,
+            &response, &status_code, &status_message, &status_details}) {
+        s->clear();
+      }
+      header_bytes = 0;
+      body_too_large = false;
+      response_offset = 0;
+    }
   };
 
   absl::Status Init();
@@ -113,6 +126,8 @@ class Connection {
   absl::flat_hash_map<int32_t, std::unique_ptr<Stream>> streams_;
   // Streams whose request is complete, in arrival order.
   std::deque<int32_t> ready_;
+  // A closed stream kept for the next call.
+  std::unique_ptr<Stream> spare_;
   std::unique_ptr<char[]> in_buffer_;
   std::string out_buffer_;
   uint64_t calls_ = 0;

@@ -186,7 +186,7 @@ grpc::Status RequestScope::Finish(absl::Status status) {
     record.mechanism = mechanism_;
     record.code = status.code();
     record.backend_code = backend_code;
-    if (!status.ok()) record.error = std::string(status.message());
+    if (!status.ok()) record.error = status.message();
     record.latency = latency;
     env_.audit->Record(record);
   }
