@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "common/error_detail.h"
 #include "common/fast_path.h"
+#include "common/http2_settings.h"
 #include "google/rpc/status.pb.h"
 
 namespace hsmd::client {
@@ -184,29 +185,18 @@ absl::Status Http2Connection::Init(bool announce_fast_path) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "cannot create an HTTP/2 session: ", nghttp2_strerror(rv)));
   }
-  // Windows large enough that a maximal response needs no WINDOW_UPDATE
-  // round trip.
-  const size_t window =
-      std::clamp<size_t>(max_response_bytes_ + 64 * 1024,
-                         NGHTTP2_INITIAL_WINDOW_SIZE, NGHTTP2_MAX_WINDOW_SIZE);
+  const uint32_t window = WindowFor(max_response_bytes_);
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(window)},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, window},
       // hsmd serves connections that announce client_lib on its fast path.
       {kFastPathSettingId, kFastPathSettingValue},
   };
-  int err = nghttp2_submit_settings(
-      session_, NGHTTP2_FLAG_NONE, settings,
-      announce_fast_path ? std::size(settings) : std::size(settings) - 1);
-  if (err == 0) {
-    err = nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
-                                                static_cast<int32_t>(window));
-  }
-  if (err != 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot queue HTTP/2 SETTINGS: ", nghttp2_strerror(err)));
-  }
-  return absl::OkStatus();
+  return SubmitOpeningSettings(
+      session_, absl::MakeConstSpan(settings, announce_fast_path
+                                                  ? std::size(settings)
+                                                  : std::size(settings) - 1),
+      window);
 }
 
 Http2Connection::~Http2Connection() {

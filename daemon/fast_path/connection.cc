@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/http2_settings.h"
 #include "daemon/logging.h"
 
 namespace hsmd::fast_path {
@@ -112,28 +113,14 @@ absl::Status Connection::Init() {
     return absl::ResourceExhaustedError(absl::StrCat(
         "cannot create an HTTP/2 session: ", nghttp2_strerror(rv)));
   }
-  // Windows large enough for a maximal request without a WINDOW_UPDATE
-  // round trip.
-  const size_t window =
-      std::clamp<size_t>(options_.max_request_bytes + 64 * 1024,
-                         NGHTTP2_INITIAL_WINDOW_SIZE, NGHTTP2_MAX_WINDOW_SIZE);
+  const uint32_t window = WindowFor(options_.max_request_bytes);
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, options_.max_concurrent_streams},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(window)},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, window},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
        static_cast<uint32_t>(options_.max_header_bytes)},
   };
-  int err = nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings,
-                                    std::size(settings));
-  if (err == 0) {
-    err = nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
-                                                static_cast<int32_t>(window));
-  }
-  if (err != 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot queue HTTP/2 SETTINGS: ", nghttp2_strerror(err)));
-  }
-  return absl::OkStatus();
+  return SubmitOpeningSettings(session_, settings, window);
 }
 
 absl::Status Connection::Serve() {

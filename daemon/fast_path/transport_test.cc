@@ -15,6 +15,8 @@
 #include "client_lib/client.h"
 #include "common/error_detail.h"
 #include "daemon/backend/fake/fake_backend.h"
+#include "daemon/testing/fake_daemon.h"
+#include "daemon/testing/signature_verifier.h"
 #include "daemon/testing/test_daemon.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -35,27 +37,14 @@ std::unique_ptr<grpc::ClientContext> Context() {
 class TransportTest : public ::testing::Test {
  protected:
   void Start(bool fast_path = true) {
-    auto fake = FakeBackend::New({.name = "fake", .token_label = "fake"});
-    ASSERT_TRUE(fake.ok());
-    fake_ = fake->get();
-    v1::GenerateKeyRequest request;
-    request.set_label("ec");
-    request.set_key_type(v1::KEY_TYPE_EC);
-    request.set_curve(v1::CURVE_P256);
-    absl::StatusOr<v1::Key> key = fake_->GenerateKey(request, {});
-    ASSERT_TRUE(key.ok());
-    key_ = *key;
-    std::vector<std::unique_ptr<backend::Backend>> backends;
-    backends.push_back(*std::move(fake));
     config::Config config = TestConfig();
     config.mutable_listen()->set_fast_path(fast_path);
-    auto daemon = TestDaemon::Start(std::move(backends), config);
-    ASSERT_TRUE(daemon.ok()) << daemon.status();
-    daemon_ = *std::move(daemon);
-    sign_.mutable_key()->set_uri(key_.uri());
-    sign_.mutable_algorithm()->mutable_ecdsa()->set_hash(
-        v1::HASH_ALGORITHM_SHA256);
-    sign_.set_message("m");
+    absl::StatusOr<FakeDaemon> started = StartFakeDaemon(config);
+    ASSERT_TRUE(started.ok()) << started.status();
+    daemon_ = std::move(started->daemon);
+    fake_ = started->fake;
+    key_ = started->key;
+    sign_ = started->sign;
   }
 
   std::unique_ptr<client::Client> NewClient() {
@@ -87,7 +76,13 @@ TEST_F(TransportTest, ClientLibIsServedOnTheFastPathOthersByGrpc) {
   v1::SignResponse signed_grpc;
   ASSERT_TRUE(daemon_->keys().Sign(Context().get(), sign_, &signed_grpc).ok());
   EXPECT_EQ(signed_grpc.key_id(), key_.key_id());
-  EXPECT_FALSE(signed_fast->signature().empty());
+  // Both signatures verify with the key's public key.
+  for (const std::string& signature :
+       {signed_fast->signature(), signed_grpc.signature()}) {
+    absl::Status verified =
+        VerifySignature(key_.public_key_der(), sign_, signature);
+    EXPECT_TRUE(verified.ok()) << verified;
+  }
 
   const v1::ConnectionCounts counts = Connections();
   EXPECT_EQ(counts.fast_path(), 1u);

@@ -18,6 +18,7 @@
 #include "daemon/backend/fake/fake_backend.h"
 #include "daemon/logging.h"
 #include "daemon/testing/service_conformance.h"
+#include "daemon/testing/fake_daemon.h"
 #include "daemon/testing/test_daemon.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -51,25 +52,12 @@ std::unique_ptr<grpc::ClientContext> Context() {
 class FakeServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto fake = FakeBackend::New({.name = "fake", .token_label = "fake"});
-    ASSERT_TRUE(fake.ok());
-    fake_ = fake->get();
-    v1::GenerateKeyRequest request;
-    request.set_label("ec");
-    request.set_key_type(v1::KEY_TYPE_EC);
-    request.set_curve(v1::CURVE_P256);
-    absl::StatusOr<v1::Key> key = fake_->GenerateKey(request, {});
-    ASSERT_TRUE(key.ok());
-    key_ = *key;
-    std::vector<std::unique_ptr<backend::Backend>> backends;
-    backends.push_back(*std::move(fake));
-    auto daemon = TestDaemon::Start(std::move(backends));
-    ASSERT_TRUE(daemon.ok()) << daemon.status();
-    daemon_ = *std::move(daemon);
-    sign_.mutable_key()->set_uri(key_.uri());
-    sign_.mutable_algorithm()->mutable_ecdsa()->set_hash(
-        v1::HASH_ALGORITHM_SHA256);
-    sign_.set_message("m");
+    absl::StatusOr<FakeDaemon> started = StartFakeDaemon();
+    ASSERT_TRUE(started.ok()) << started.status();
+    daemon_ = std::move(started->daemon);
+    fake_ = started->fake;
+    key_ = started->key;
+    sign_ = started->sign;
   }
 
   FakeBackend* fake_ = nullptr;
