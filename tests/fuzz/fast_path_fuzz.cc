@@ -35,7 +35,9 @@ using ::hsmd::fast_path::Connection;
 using ::hsmd::fast_path::ConnectionOptions;
 using ::hsmd::fast_path::MethodTable;
 
-// Client bytes per input; more only repeats what smaller inputs reach.
+// Client bytes per input: more only repeats what smaller inputs reach, and
+// this much (with the opening) fits in a socketpair's buffer, so writing it
+// never blocks.
 constexpr size_t kMaxClientBytes = 64 * 1024;
 // Only a watchdog: with the client's EOF queued, Serve must end long before.
 constexpr auto kHangDeadline = std::chrono::seconds(20);
@@ -137,14 +139,14 @@ MethodTable MakeMethods(const InFlightCalls* in_flight) {
   return methods;
 }
 
-void WriteAll(int fd, absl::string_view data) {
+bool WriteAll(int fd, absl::string_view data) {
   while (!data.empty()) {
     const ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
-    // Serve ended (and its end closed): the rest is not read by anyone.
-    if (n <= 0) return;
+    if (n <= 0) return false;
     data.remove_prefix(static_cast<size_t>(n));
   }
+  return true;
 }
 
 // Reads what hsmd sends until it closes its end, so Serve never blocks on a
@@ -201,6 +203,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
              "socketpair");
   const int server_fd = fds[0];
   const int client_fd = fds[1];
+  // All of it fits in the socket buffer: the client has spoken and hung up
+  // before Serve reads its first byte.
+  FUZZ_CHECK(WriteAll(client_fd, client_bytes), "writing the client bytes");
+  shutdown(client_fd, SHUT_WR);
 
   std::mutex mu;
   std::condition_variable served;
@@ -212,7 +218,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Connection connection(server_fd, nullptr, &methods, &in_flight, options);
       status = connection.Serve();
     }
-    // Unblocks the writer (EPIPE) and the drain (EOF).
+    // The drain's EOF.
     close(server_fd);
     std::lock_guard<std::mutex> lock(mu);
     serve_status = status;
@@ -220,10 +226,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     served.notify_all();
   });
   std::thread drain([client_fd] { Drain(client_fd); });
-  std::thread writer([client_fd, &client_bytes] {
-    WriteAll(client_fd, client_bytes);
-    shutdown(client_fd, SHUT_WR);
-  });
 
   {
     std::unique_lock<std::mutex> lock(mu);
@@ -232,7 +234,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(returned, "Serve did not return after the client's EOF");
   }
   server.join();
-  writer.join();
   drain.join();
   close(client_fd);
 
