@@ -89,6 +89,13 @@ w('bad-message', OPENING, call(1, body=grpc(b'\xff\xff\xff')))
 w('oversized-body', OPENING | SMALL, frame(HEADERS, END_HEADERS, 1, request_headers()) +
   frame(DATA, 0, 1, grpc(b'\x1a' + b'\x80\x10' + b'a' * 2048)[:1500]) + frame(DATA, END_STREAM, 1, b'a' * 600))
 w('oversized-headers', OPENING | SMALL, call(1, extra=lit(b'x-pad', b'p' * 600)))
+w('oversized-headers-end-stream', OPENING | SMALL, frame(HEADERS, END_HEADERS | END_STREAM, 1, request_headers(extra=lit(b'x-pad', b'p' * 600))) + call(3))
+w('oversized-trailers', OPENING | SMALL, frame(HEADERS, END_HEADERS, 1, request_headers()) + frame(DATA, 0, 1, grpc(SIGN)) +
+  frame(HEADERS, END_HEADERS | END_STREAM, 1, lit(b'x-pad', b'p' * 600)) + call(3))
+# PADDED | PRIORITY flags on HEADERS, padding on DATA, and a PRIORITY frame.
+w('padded-priority', OPENING, frame(2, 0, 1, struct.pack('>IB', 0, 15)) +
+  frame(HEADERS, END_HEADERS | 0x8 | 0x20, 1, b'\x03' + struct.pack('>IB', 0, 200) + request_headers() + b'\0' * 3) +
+  frame(DATA, END_STREAM | 0x8, 1, b'\x02' + grpc(SIGN) + b'\0' * 2))
 w('too-many-streams', OPENING | SMALL, b''.join(frame(HEADERS, END_HEADERS, sid, request_headers()) for sid in (1, 3, 5, 7)) +
   frame(DATA, END_STREAM, 3, grpc(SIGN)))
 w('rst-mid-request', OPENING, frame(HEADERS, END_HEADERS, 1, request_headers()) +
