@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -95,7 +96,7 @@ MethodTable MakeMethods(const InFlightCalls* in_flight) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "cannot parse the SignRequest");
     }
-    if (!sign.has_key() || sign.input_case() == sign.INPUT_NOT_SET) {
+    if (!sign.has_key() || sign.input_case() == hsmd::v1::SignRequest::INPUT_NOT_SET) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "SignRequest needs a key and a message or digest");
     }
