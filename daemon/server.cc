@@ -36,6 +36,9 @@ namespace {
 // before the process stops waiting for them.
 constexpr absl::Duration kStuckRequestWait = absl::Seconds(1);
 
+// Streams a fast-path connection may have open at once (at most).
+constexpr uint32_t kFastPathMaxStreams = 4;
+
 constexpr const char* kServiceNames[] = {"hsmd.v1.KeyService",
                                          "hsmd.v1.AdminService"};
 
@@ -300,8 +303,12 @@ absl::Status Server::Start() {
     fast_path::ServerOptions fast;
     fast.connection.max_request_bytes =
         limits.max_message_bytes() + kEnvelopeBytes;
+    // client_lib makes one call at a time per connection: a few streams
+    // suffice, and they bound what one connection can make hsmd buffer
+    // (a request body each).
     fast.connection.max_concurrent_streams =
-        limits.max_streams_per_connection();
+        std::min<uint32_t>(limits.max_streams_per_connection(),
+                           kFastPathMaxStreams);
     fast.max_connections = limits.max_concurrent_requests();
     fast_path_ = std::make_unique<fast_path::FastPathServer>(
         fast_path::MethodTable::ForServices(key_service_.get(),
