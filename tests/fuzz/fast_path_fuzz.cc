@@ -25,9 +25,9 @@
 #include "daemon/fast_path/connection.h"
 #include "daemon/fast_path/method_table.h"
 #include "daemon/in_flight_calls.h"
-#include "google/protobuf/stubs/logging.h"
 #include "hsmd/v1/hsmd.pb.h"
 #include "tests/fuzz/fuzz_check.h"
+#include "tests/fuzz/quiet_protobuf.h"
 
 namespace {
 
@@ -175,13 +175,7 @@ void Drain(int fd) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  // Invalid UTF-8 in the requests' string fields makes protobuf log an ERROR
-  // line per input; the parse failure itself is what is tested.
-  static const bool kQuiet = [] {
-    google::protobuf::SetLogHandler(nullptr);
-    return true;
-  }();
-  (void)kQuiet;
+  hsmd::fuzz::QuietProtobufLogs();
   if (size == 0) return 0;
   const uint8_t mode = data[0];
   absl::string_view body(reinterpret_cast<const char*>(data + 1), size - 1);

@@ -16,8 +16,8 @@
 #include "absl/time/time.h"
 #include "client_lib/grpc_framing.h"
 #include "client_lib/http2_connection.h"
-#include "google/protobuf/stubs/logging.h"
 #include "tests/fuzz/fuzz_check.h"
+#include "tests/fuzz/quiet_protobuf.h"
 
 namespace {
 
@@ -68,13 +68,7 @@ void CallOnce(Http2Connection& connection) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  // Invalid UTF-8 in string fields makes protobuf log an ERROR line per
-  // input; the parse failure itself is what is tested, the log is noise.
-  static const bool kQuiet = [] {
-    google::protobuf::SetLogHandler(nullptr);
-    return true;
-  }();
-  (void)kQuiet;
+  hsmd::fuzz::QuietProtobufLogs();
   if (size == 0) return 0;
   const uint8_t mode = data[0];
   absl::string_view server_bytes(reinterpret_cast<const char*>(data + 1),

@@ -16,9 +16,9 @@
 #include "daemon/backend/backend.h"
 #include "daemon/backend/fake/fake_backend.h"
 #include "daemon/service/request_validation.h"
-#include "google/protobuf/stubs/logging.h"
 #include "hsmd/v1/hsmd.pb.h"
 #include "tests/fuzz/fuzz_check.h"
+#include "tests/fuzz/quiet_protobuf.h"
 
 namespace {
 
@@ -280,13 +280,7 @@ void FuzzDeleteKey(absl::string_view bytes) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  // Invalid UTF-8 in string fields makes protobuf log an ERROR line per
-  // input; the parse failure itself is what is tested, the log is noise.
-  static const bool kQuiet = [] {
-    google::protobuf::SetLogHandler(nullptr);
-    return true;
-  }();
-  (void)kQuiet;
+  hsmd::fuzz::QuietProtobufLogs();
   if (size == 0) return 0;
   absl::string_view bytes(reinterpret_cast<const char*>(data + 1), size - 1);
   switch (data[0] % kSelectorCount) {
