@@ -520,24 +520,29 @@ void Server::Shutdown(absl::Duration grace) {
       grpc_server_cancel_all_calls(grpc_server_->c_server());
     } while (!stopped->WaitForNotificationWithTimeout(absl::Milliseconds(20)) &&
              absl::Now() < give_up);
-    if (stopped->HasBeenNotified() && fast_path_stopped) {
+    // gRPC is finished with whenever its own shutdown completed (its
+    // threads are joined), whatever the fast path's threads still do.
+    const bool grpc_stopped = stopped->HasBeenNotified();
+    if (grpc_stopped) {
       stopper.join();
       grpc_server_->Wait();
+      // Destroyed here, not with the Server: when fast-path threads stay
+      // blocked the Server is never destroyed (the process _exits), and
+      // gRPC's own threads must still be joined.
+      grpc_server_.reset();
     } else {
+      stopper.detach();
+    }
+    if (!grpc_stopped || !fast_path_stopped) {
       log::Error(
           "requests still blocked in a backend call after the shutdown grace "
           "period; exiting without waiting for them",
           {{"in_flight", in_flight_.count()}});
       left_requests_running_ = true;
-      // The stopper and the blocked request threads keep using the gRPC
+      // The blocked request threads (and gRPC's stopper) keep using their
       // server and the backends until the process exits.
-      if (stopped->HasBeenNotified()) {
-        stopper.join();
-      } else {
-        stopper.detach();
-      }
-      (void)grpc_server_.release();
-      (void)fast_path_.release();
+      if (!grpc_stopped) (void)grpc_server_.release();
+      if (!fast_path_stopped) (void)fast_path_.release();
     }
   }
   if (!left_requests_running_.load()) {

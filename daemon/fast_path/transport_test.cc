@@ -61,6 +61,10 @@ class TransportTest : public ::testing::Test {
     return status.connections();
   }
 
+  // Used by hooks running on the daemon's threads: declared before daemon_,
+  // so they outlive it.
+  absl::Notification release_;
+  std::atomic<bool> hang_next_{true};
   FakeBackend* fake_ = nullptr;
   v1::Key key_;
   v1::SignRequest sign_;
@@ -165,11 +169,11 @@ TEST_F(TransportTest, ErrorsAreTheSameOnBothTransports) {
 
 TEST_F(TransportTest, ClientDeadlineEndsAHungCallAndOthersGoOn) {
   Start();
-  absl::Notification release;
-  std::atomic<bool> hang_next{true};
-  fake_->SetCallHook([&](absl::string_view method) {
-    if (method == "Sign" && hang_next.exchange(false)) {
-      release.WaitForNotification();
+  // Members, not locals: the hung call's thread may still be leaving the
+  // hook when the test body ends.
+  fake_->SetCallHook([this](absl::string_view method) {
+    if (method == "Sign" && hang_next_.exchange(false)) {
+      release_.WaitForNotification();
     }
   });
   auto stuck = NewClient();
@@ -181,7 +185,7 @@ TEST_F(TransportTest, ClientDeadlineEndsAHungCallAndOthersGoOn) {
   // other clients are served.
   auto other = NewClient();
   EXPECT_TRUE(other->Sign(sign_).ok());
-  release.Notify();
+  release_.Notify();
   // The client dropped the connection it gave up on and opens another.
   absl::StatusOr<v1::SignResponse> again = stuck->Sign(sign_);
   EXPECT_TRUE(again.ok()) << again.status();
