@@ -33,8 +33,8 @@ need(report["mode"] == "smoke", "mode is not smoke")
 ops = ["rsa2048_pkcs1_sign", "rsa2048_pss_sign", "rsa3072_pkcs1_sign",
        "ecdsa_p256_sign", "ecdsa_p384_sign", "ed25519_sign",
        "rsa2048_oaep_decrypt", "random_32"]
-variants = ["in-process", "hsmproxy", "client_lib", "client_lib_grpc",
-            "software"]
+variants = ["in-process", "socket_floor", "hsmproxy", "client_lib",
+            "client_lib_grpc", "software"]
 cells = {(c["op"], c["variant"], c["processes"], c["threads"]): c
          for c in report["cells"]}
 for op in ops:
@@ -53,9 +53,15 @@ for op in ops:
                 total += c["ops"]
         need(total >= 200, f"{op} {v}: only {total} operations")
 for c in report["cells"]:
-    if c["variant"] in ("hsmproxy", "client_lib", "client_lib_grpc"):
+    if c["variant"] in ("socket_floor", "hsmproxy", "client_lib",
+                        "client_lib_grpc"):
         need(c["ratio_to_in_process"] is not None,
              f"{c['op']} {c['variant']}: no ratio")
+        # The server's CPU (hsmd's, or the floor server's) is measured.
+        # (hsmproxy's randomness comes from its batch: few server calls.)
+        need(c["op"] == "random_32" or c["server_cpu_us_per_op"] is not None
+             and c["server_cpu_us_per_op"] > 0,
+             f"{c['op']} {c['variant']}: no server CPU")
 
 forks = {(f["op"], f["variant"]): f for f in report["fork"]}
 for op in ("ecdsa_p256_sign", "rsa2048_pkcs1_sign"):
@@ -101,6 +107,8 @@ need(not any("FAILED" in n for n in report["notes"]),
 need("| Operation | procs x threads |" in markdown, "markdown table missing")
 need("client_lib_grpc / in-process" in markdown,
      "markdown: no client_lib_grpc ratio column")
+need("socket_floor / in-process" in markdown,
+     "markdown: no socket_floor ratio column")
 for t in report["targets"]:
     if t["name"].startswith("Child's first signature after fork"):
         need("measured in the child" in t["name"],

@@ -36,6 +36,7 @@
 #include "bench/pkcs11_variant.h"
 #include "bench/process.h"
 #include "bench/report.h"
+#include "bench/socket_floor.h"
 #include "client_lib/client.h"
 #include "common/secret.h"
 #include "common/status_macros.h"
@@ -208,15 +209,18 @@ class Bench {
   absl::Status RunNginxPhase();
   void Phase(const char* name, absl::Status (Bench::*fn)());
 
+  Pkcs11Variant::Config InProcessConfig(int sessions) const {
+    Pkcs11Variant::Config config;
+    config.module_path = options_.softhsm_module;
+    config.token_label = options_.token_label;
+    config.pin = &pin_;
+    config.keys = &keys_;
+    config.sessions = sessions;
+    return config;
+  }
   VariantFactory InProcessFactory(int sessions) const {
     return Erase<Pkcs11Variant>([this, sessions] {
-      Pkcs11Variant::Config config;
-      config.module_path = options_.softhsm_module;
-      config.token_label = options_.token_label;
-      config.pin = &pin_;
-      config.keys = &keys_;
-      config.sessions = sessions;
-      return Pkcs11Variant::New(config);
+      return Pkcs11Variant::New(InProcessConfig(sessions));
     });
   }
   VariantFactory HsmproxyFactory() const {
@@ -312,8 +316,33 @@ absl::Status Bench::RunMatrixPhase() {
     const char* name;
     VariantFactory factory;
   };
+  const auto wanted = [this](const char* variant) {
+    return options_.variants.empty() || options_.variants.count(variant) > 0;
+  };
+  const int max_threads = *std::max_element(options_.thread_counts.begin(),
+                                            options_.thread_counts.end());
+  const int max_processes = *std::max_element(options_.process_counts.begin(),
+                                              options_.process_counts.end());
+  // The yardstick's server, started (and its token opened) before any worker
+  // opens the token: SoftHSM loses the token for a process that initialises
+  // and logs in at the same moment as another.
+  std::unique_ptr<SocketFloorServer> floor;
+  std::string floor_socket;
+  if (wanted(kSocketFloor)) {
+    Pkcs11Variant::Config config = InProcessConfig(max_processes * max_threads);
+    floor_socket = absl::StrCat(std::filesystem::temp_directory_path().string(),
+                                "/hsmd_bench_floor.", getpid(), ".sock");
+    // Every operation: workers check each one at start-up.
+    std::vector<Op> ops;
+    for (const OpInfo& info : AllOps()) ops.push_back(info.op);
+    ASSIGN_OR_RETURN(floor,
+                     SocketFloorServer::Start(config, ops, floor_socket));
+  }
   const std::vector<Spec> specs = {
       {kInProcess, InProcessFactory(4)},
+      {kSocketFloor, Erase<SocketFloorVariant>([this, floor_socket] {
+         return SocketFloorVariant::New(floor_socket, keys_);
+       })},
       {kHsmproxy, HsmproxyFactory()},
       {kClientLib, ClientLibFactory()},
       {kClientLibGrpc, ClientLibFactory(/*fast_path=*/false)},
@@ -327,17 +356,12 @@ absl::Status Bench::RunMatrixPhase() {
   m.round_time = absl::Milliseconds(options_.round_ms);
   m.max_ops_per_thread = options_.max_ops_per_thread;
   m.hsmd_pid = hsmd_pid_;
-  const int max_threads =
-      *std::max_element(m.thread_counts.begin(), m.thread_counts.end());
-  const int max_processes =
-      *std::max_element(m.process_counts.begin(), m.process_counts.end());
   std::vector<VariantWorkers> workers;
   for (const Spec& spec : specs) {
-    if (!options_.variants.empty() && options_.variants.count(spec.name) == 0) {
-      continue;
-    }
+    if (!wanted(spec.name)) continue;
     VariantWorkers w;
     w.variant = spec.name;
+    if (spec.name == std::string(kSocketFloor)) w.server_pid = floor->pid();
     for (int p = 0; p < max_processes; ++p) {
       ASSIGN_OR_RETURN(std::unique_ptr<Worker> worker,
                        Worker::Spawn(absl::StrCat(spec.name, "#", p),

@@ -70,7 +70,10 @@ absl::StatusOr<std::vector<CellResult>> RunMatrix(
             spec.end =
                 spec.start + absl::ToInt64Nanoseconds(options.round_time);
             spec.max_ops_per_thread = options.max_ops_per_thread;
-            const int64_t hsmd_before = HsmdRunNanos(options.hsmd_pid);
+            const pid_t server = workers[v].server_pid > 0
+                                     ? workers[v].server_pid
+                                     : options.hsmd_pid;
+            const int64_t hsmd_before = HsmdRunNanos(server);
             const int64_t busy_before = MachineBusyNanos();
             for (int p = 0; p < processes; ++p) {
               RETURN_IF_ERROR(workers[v].processes[p]->StartRound(spec));
@@ -90,7 +93,7 @@ absl::StatusOr<std::vector<CellResult>> RunMatrix(
               cell.client_cpu_ns += result.cpu_ns;
               cell.latency.Merge(result.latency);
             }
-            cell.hsmd_cpu_ns += HsmdRunNanos(options.hsmd_pid) - hsmd_before;
+            cell.hsmd_cpu_ns += HsmdRunNanos(server) - hsmd_before;
             cell.machine_busy_ns += MachineBusyNanos() - busy_before;
             cell.ops += ops;
             cell.seconds += longest / 1e9;

@@ -25,6 +25,9 @@ namespace hsmd::bench {
 struct VariantWorkers {
   std::string variant;
   std::vector<std::unique_ptr<Worker>> processes;
+  // The server process doing this variant's work, when it is not hsmd
+  // (MatrixOptions::hsmd_pid): its CPU time is charged to the variant.
+  pid_t server_pid = -1;
 };
 
 struct MatrixOptions {
@@ -36,6 +39,8 @@ struct MatrixOptions {
   // 0: rounds are bounded by time only.
   int64_t max_ops_per_thread = 0;
   // hsmd's pid, to charge its CPU time to each round (<= 0: not measured).
+  // CellResult::hsmd_cpu_ns is the server's: VariantWorkers::server_pid's
+  // when set.
   pid_t hsmd_pid = -1;
 };
 

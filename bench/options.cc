@@ -67,7 +67,8 @@ absl::Status ParseOps(absl::string_view value, std::vector<Op>* ops) {
 absl::Status ParseVariants(absl::string_view value,
                            std::set<std::string>* variants) {
   static const char* const kVariants[] = {
-      "in-process", "hsmproxy", "client_lib", "client_lib_grpc", "software"};
+      "in-process", "socket_floor", "hsmproxy", "client_lib", "client_lib_grpc",
+      "software"};
   for (absl::string_view v : absl::StrSplit(value, ',', absl::SkipEmpty())) {
     if (std::find(std::begin(kVariants), std::end(kVariants), v) ==
         std::end(kVariants)) {
@@ -134,7 +135,9 @@ daemon, and nginx TLS handshakes. Prints tables and the issue's targets.
   --ops ID,...            operations (rsa2048_pkcs1_sign, rsa2048_pss_sign,
                           rsa3072_pkcs1_sign, ecdsa_p256_sign, ecdsa_p384_sign,
                           ed25519_sign, rsa2048_oaep_decrypt, random_32)
-  --variants V,...        in-process, hsmproxy, client_lib, client_lib_grpc
+  --variants V,...        in-process, socket_floor (the bare process
+                          boundary: the in-process code behind a Unix
+                          socket), hsmproxy, client_lib, client_lib_grpc
                           (client_lib served by hsmd's gRPC server instead
                           of its fast path), software (all)
   --processes N,...       client processes per configuration (1,2)

@@ -66,8 +66,8 @@ TEST(OptionsTest, ClientLibOverGrpcIsAVariant) {
             (std::set<std::string>{"client_lib", "client_lib_grpc"}));
   EXPECT_THAT(Parse({"--variants=client_lib-grpc"}).status().message(),
               HasSubstr("unknown variant 'client_lib-grpc'; known: "
-                        "in-process,hsmproxy,client_lib,client_lib_grpc,"
-                        "software"));
+                        "in-process,socket_floor,hsmproxy,client_lib,"
+                        "client_lib_grpc,software"));
   EXPECT_THAT(Usage(), HasSubstr("client_lib_grpc"));
 }
 

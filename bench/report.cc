@@ -13,17 +13,18 @@
 namespace hsmd::bench {
 namespace {
 
-constexpr const char* kVariants[] = {kInProcess, kHsmproxy, kClientLib,
-                                     kClientLibGrpc, kSoftware};
+constexpr const char* kVariants[] = {kInProcess, kSocketFloor,   kHsmproxy,
+                                     kClientLib, kClientLibGrpc, kSoftware};
 constexpr int kVariantCount = sizeof(kVariants) / sizeof(kVariants[0]);
 constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
 
 double Div(double a, double b) { return b > 0 ? a / b : kNan; }
 
-// Variants whose operations hsmd performs (so its CPU time is theirs).
-bool UsesHsmd(const std::string& variant) {
+// Variants whose operations a server process performs (hsmd, or the
+// socket_floor server), so its CPU time is theirs.
+bool UsesServer(const std::string& variant) {
   return variant == kHsmproxy || variant == kClientLib ||
-         variant == kClientLibGrpc;
+         variant == kClientLibGrpc || variant == kSocketFloor;
 }
 
 double CpuMicrosPerOp(int64_t ns, uint64_t ops) {
@@ -139,6 +140,12 @@ void TargetRatio(const BenchReport& report, std::vector<TargetCheck>& out,
                                  ratio, Rate(hsm->ops_per_second()),
                                  Rate(in->ops_per_second()), lo, hi);
     t.met = ratio >= minimum;
+    // The yardstick: what any daemon on this machine could reach at best.
+    if (const CellResult* floor =
+            FindCell(report, op, kSocketFloor, processes, threads)) {
+      absl::StrAppendFormat(&t.measured, "; bare socket_floor %.2f",
+                            Div(floor->ops_per_second(), in->ops_per_second()));
+    }
   } else {
     t.measured = "not measured";
   }
@@ -177,6 +184,9 @@ std::vector<TargetCheck> EvaluateTargets(const BenchReport& report) {
         "thread, worst signature/decryption";
     t.target = "<= 25 us";
     double worst = kNan;
+    // The bare socket_floor's added p50 over the same operations.
+    double floor_low = kNan;
+    double floor_high = kNan;
     std::vector<std::string> parts;
     for (const OpInfo& info : AllOps()) {
       if (info.op == Op::kRandom32) continue;
@@ -187,12 +197,25 @@ std::vector<TargetCheck> EvaluateTargets(const BenchReport& report) {
                            in->latency.PercentileMicros(0.5);
       parts.push_back(absl::StrFormat("%s %+.0f", info.id, added));
       worst = std::isnan(worst) ? added : std::max(worst, added);
+      if (const CellResult* f = FindCell(report, info.op, kSocketFloor, 1, 1)) {
+        const double floor_added = f->latency.PercentileMicros(0.5) -
+                                   in->latency.PercentileMicros(0.5);
+        floor_low = std::isnan(floor_low) ? floor_added
+                                          : std::min(floor_low, floor_added);
+        floor_high = std::isnan(floor_high) ? floor_added
+                                            : std::max(floor_high, floor_added);
+      }
     }
     if (std::isnan(worst)) {
       t.measured = "not measured";
     } else {
       t.measured = absl::StrFormat("worst %+.0f us (%s)", worst,
                                    absl::StrJoin(parts, ", "));
+      if (!std::isnan(floor_low)) {
+        absl::StrAppendFormat(&t.measured,
+                              "; the bare socket_floor adds %+.0f..%+.0f us",
+                              floor_low, floor_high);
+      }
       t.met = worst <= 25;
     }
     out.push_back(std::move(t));
@@ -307,7 +330,7 @@ std::string FormatText(const BenchReport& report) {
     absl::StrAppend(&out, InfoOf(op).title, "\n");
     absl::StrAppendFormat(&out, "  %-5s %-15s %10s %9s %9s %9s %9s %7s %13s\n",
                           "pxt", "variant", "ops/s", "p50 us", "p99 us",
-                          "cli us/op", "hsmd us/op", "ratio", "rounds");
+                          "cli us/op", "srv us/op", "ratio", "rounds");
     for (const auto& [p, t] : Configs(report, op)) {
       const CellResult* in = FindCell(report, op, kInProcess, p, t);
       bool first = true;
@@ -327,8 +350,8 @@ std::string FormatText(const BenchReport& report) {
             Fmt(c->latency.PercentileMicros(0.5)),
             Fmt(c->latency.PercentileMicros(0.99)),
             Fmt(CpuMicrosPerOp(c->client_cpu_ns, c->ops)),
-            UsesHsmd(c->variant) ? Fmt(CpuMicrosPerOp(c->hsmd_cpu_ns, c->ops))
-                                 : "-",
+            UsesServer(c->variant) ? Fmt(CpuMicrosPerOp(c->hsmd_cpu_ns, c->ops))
+                                   : "-",
             ratio, range);
         first = false;
       }
@@ -441,14 +464,15 @@ std::string FormatMarkdown(const BenchReport& report) {
 
   out +=
       "| Operation | procs x threads | in-process ops/s (p50 / p99 us) | "
-      "hsmproxy | client_lib | client_lib_grpc | software | hsmproxy / "
-      "in-process | client_lib / in-process | client_lib_grpc / in-process "
-      "| hsmproxy p50 - in-process p50 (us) |\n"
-      "|---|---|---|---|---|---|---|---|---|---|---|\n";
+      "socket_floor | hsmproxy | client_lib | client_lib_grpc | software | "
+      "socket_floor / in-process | hsmproxy / in-process | client_lib / "
+      "in-process | client_lib_grpc / in-process | hsmproxy p50 - in-process "
+      "p50 (us) | socket_floor p50 - in-process p50 (us) |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (Op op : OpsMeasured(report)) {
     for (const auto& [p, t] : Configs(report, op)) {
-      // In kVariants' order: in-process, hsmproxy, client_lib,
-      // client_lib_grpc, software.
+      // In kVariants' order: in-process, socket_floor, hsmproxy,
+      // client_lib, client_lib_grpc, software.
       const CellResult* cells[kVariantCount];
       for (int v = 0; v < kVariantCount; ++v) {
         cells[v] = FindCell(report, op, kVariants[v], p, t);
@@ -464,7 +488,7 @@ std::string FormatMarkdown(const BenchReport& report) {
                         Fmt(c->latency.PercentileMicros(0.99)), ")");
       }
       const CellResult* in = cells[0];
-      for (const CellResult* c : {cells[1], cells[2], cells[3]}) {
+      for (const CellResult* c : {cells[1], cells[2], cells[3], cells[4]}) {
         if (in == nullptr || c == nullptr) {
           out += " | -";
           continue;
@@ -473,31 +497,34 @@ std::string FormatMarkdown(const BenchReport& report) {
                         Fmt(Div(c->ops_per_second(), in->ops_per_second()), 2),
                         "**");
       }
-      if (in != nullptr && cells[1] != nullptr) {
-        absl::StrAppend(&out, " | ",
-                        Fmt(cells[1]->latency.PercentileMicros(0.5) -
-                                in->latency.PercentileMicros(0.5),
-                            0));
-      } else {
-        out += " | -";
+      // hsmproxy's, then the floor's added p50.
+      for (const CellResult* c : {cells[2], cells[1]}) {
+        if (in != nullptr && c != nullptr) {
+          absl::StrAppend(&out, " | ",
+                          Fmt(c->latency.PercentileMicros(0.5) -
+                                  in->latency.PercentileMicros(0.5),
+                              0));
+        } else {
+          out += " | -";
+        }
       }
       out += " |\n";
     }
   }
 
   out +=
-      "\nCPU time per operation (us: client process + hsmd), 1 process x 1 "
-      "thread:\n\n"
-      "| Operation | in-process | hsmproxy | client_lib | client_lib_grpc | "
-      "software |\n"
-      "|---|---|---|---|---|---|\n";
+      "\nCPU time per operation (us: client process + server, i.e. hsmd or "
+      "the socket_floor server), 1 process x 1 thread:\n\n"
+      "| Operation | in-process | socket_floor | hsmproxy | client_lib | "
+      "client_lib_grpc | software |\n"
+      "|---|---|---|---|---|---|---|\n";
   for (Op op : OpsMeasured(report)) {
     absl::StrAppend(&out, "| ", InfoOf(op).title);
     for (const char* variant : kVariants) {
       const CellResult* c = FindCell(report, op, variant, 1, 1);
       if (c == nullptr) {
         out += " | -";
-      } else if (UsesHsmd(c->variant)) {
+      } else if (UsesServer(c->variant)) {
         absl::StrAppend(&out, " | ",
                         Fmt(CpuMicrosPerOp(c->client_cpu_ns, c->ops)), " + ",
                         Fmt(CpuMicrosPerOp(c->hsmd_cpu_ns, c->ops)));
@@ -666,7 +693,11 @@ std::string FormatJson(const BenchReport& report) {
     w.Key("latency");
     WriteHistogram(w, c.latency);
     w.Field("client_cpu_us_per_op", CpuMicrosPerOp(c.client_cpu_ns, c.ops))
-        .Field("hsmd_cpu_us_per_op", CpuMicrosPerOp(c.hsmd_cpu_ns, c.ops))
+        // hsmd's CPU for the variants it serves, the floor server's for
+        // socket_floor; null for the others.
+        .Field(
+            "server_cpu_us_per_op",
+            UsesServer(c.variant) ? CpuMicrosPerOp(c.hsmd_cpu_ns, c.ops) : kNan)
         .Field("ratio_to_in_process",
                in == nullptr ? kNan
                              : Div(c.ops_per_second(), in->ops_per_second()))

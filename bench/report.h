@@ -21,6 +21,8 @@ inline constexpr char kClientLib[] = "client_lib";
 // client_lib with ClientOptions::fast_path off: hsmd's gRPC server.
 inline constexpr char kClientLibGrpc[] = "client_lib_grpc";
 inline constexpr char kSoftware[] = "software";
+// The bare-socket yardstick (bench/socket_floor.h).
+inline constexpr char kSocketFloor[] = "socket_floor";
 
 struct MachineInfo {
   std::string cpu_model;
