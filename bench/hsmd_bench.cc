@@ -150,8 +150,11 @@ absl::StatusOr<SecretString> ReadPin(const std::string& path) {
   return pin;
 }
 
-// footprint_probe's output: stage lines, then per-mapping deltas.
-absl::Status ParseFootprint(const std::string& text, BenchReport& report) {
+// footprint_probe's output: stage lines (into `stages`), then per-mapping
+// deltas (into `mappings`).
+absl::Status ParseFootprint(const std::string& text,
+                            std::vector<FootprintStage>& stages,
+                            std::vector<FootprintMapping>& mappings) {
   for (absl::string_view line :
        absl::StrSplit(text, '\n', absl::SkipWhitespace())) {
     std::vector<absl::string_view> f =
@@ -163,7 +166,7 @@ absl::Status ParseFootprint(const std::string& text, BenchReport& report) {
             absl::StrCat("footprint_probe printed '", line, "'"));
       }
       m.path = std::string(f[2]);
-      report.footprint_mappings.push_back(std::move(m));
+      mappings.push_back(std::move(m));
       continue;
     }
     f = absl::StrSplit(line, ' ', absl::SkipEmpty());
@@ -175,9 +178,9 @@ absl::Status ParseFootprint(const std::string& text, BenchReport& report) {
           absl::StrCat("footprint_probe printed '", line, "'"));
     }
     s.stage = std::string(f[0]);
-    report.footprint.push_back(std::move(s));
+    stages.push_back(std::move(s));
   }
-  std::sort(report.footprint_mappings.begin(), report.footprint_mappings.end(),
+  std::sort(mappings.begin(), mappings.end(),
             [](const FootprintMapping& a, const FootprintMapping& b) {
               return a.rss_delta_kib > b.rss_delta_kib;
             });
@@ -446,7 +449,19 @@ absl::Status Bench::RunFootprintPhase() {
   probe.argv = {footprint_probe_, hsmproxy_, socket_, keys_.at("ec-p256").uri};
   probe.unset = {"HSMPROXY_SOCKET"};
   ASSIGN_OR_RETURN(std::string out, RunProgram(probe, absl::Seconds(60)));
-  return ParseFootprint(out, report_);
+  RETURN_IF_ERROR(
+      ParseFootprint(out, report_.footprint, report_.footprint_mappings));
+  // Again with the Abseil libraries hsmproxy mapped already in the process
+  // (as in a program that uses gRPC): what hsmproxy costs beyond Abseil.
+  std::vector<std::string> abseil;
+  for (const FootprintMapping& m : report_.footprint_mappings) {
+    if (absl::StrContains(m.path, "/libabsl_")) abseil.push_back(m.path);
+  }
+  if (abseil.empty()) return absl::OkStatus();
+  probe.env.push_back({"LD_PRELOAD", absl::StrJoin(abseil, ":")});
+  ASSIGN_OR_RETURN(out, RunProgram(probe, absl::Seconds(60)));
+  std::vector<FootprintMapping> unused;
+  return ParseFootprint(out, report_.footprint_with_abseil, unused);
 }
 
 absl::Status Bench::RunLoadPhase() {

@@ -65,11 +65,6 @@ std::string Rate(double v) {
   return out;
 }
 
-std::string Basename(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 std::string Config(const CellResult& c) {
   return absl::StrCat(c.processes, "x", c.threads);
 }
@@ -105,9 +100,9 @@ const ForkCost* FindFork(const BenchReport& report, const std::string& variant,
   return nullptr;
 }
 
-const FootprintStage* FindStage(const BenchReport& report,
+const FootprintStage* FindStage(const std::vector<FootprintStage>& stages,
                                 const std::string& stage) {
-  for (const FootprintStage& s : report.footprint) {
+  for (const FootprintStage& s : stages) {
     if (s.stage == stage) return &s;
   }
   return nullptr;
@@ -153,6 +148,51 @@ void TargetRatio(const BenchReport& report, std::vector<TargetCheck>& out,
 }
 
 }  // namespace
+
+std::vector<FootprintGroup> FootprintByDependency(const BenchReport& report) {
+  struct Family {
+    const char* marker;  // in the mapping's path
+    const char* name;
+  };
+  static constexpr Family kFamilies[] = {
+      {"/libabsl_", "Abseil"},
+      {"/libprotobuf-lite", "protobuf-lite"},
+      {"/libnghttp2", "nghttp2"},
+      {"/hsmproxy.so", "hsmproxy.so"},
+      {"/libcrypto", "libcrypto"},
+      {"[heap]", "heap and anonymous memory"},
+      {"[anon]", "heap and anonymous memory"}};
+  std::vector<FootprintGroup> groups;
+  int abseil_libraries = 0;
+  for (const FootprintMapping& m : report.footprint_mappings) {
+    std::string name = "other";
+    for (const Family& f : kFamilies) {
+      if (m.path.find(f.marker) != std::string::npos) {
+        name = f.name;
+        break;
+      }
+    }
+    if (name == "Abseil") ++abseil_libraries;
+    auto it =
+        std::find_if(groups.begin(), groups.end(),
+                     [&](const FootprintGroup& g) { return g.name == name; });
+    if (it == groups.end()) {
+      groups.push_back({name, 0});
+      it = groups.end() - 1;
+    }
+    it->rss_delta_kib += m.rss_delta_kib;
+  }
+  for (FootprintGroup& g : groups) {
+    if (g.name == "Abseil") {
+      g.name = absl::StrCat("Abseil (", abseil_libraries, " libraries)");
+    }
+  }
+  std::sort(groups.begin(), groups.end(),
+            [](const FootprintGroup& a, const FootprintGroup& b) {
+              return a.rss_delta_kib > b.rss_delta_kib;
+            });
+  return groups;
+}
 
 const CellResult* FindCell(const BenchReport& report, Op op,
                            const std::string& variant, int processes,
@@ -279,9 +319,9 @@ std::vector<TargetCheck> EvaluateTargets(const BenchReport& report) {
     TargetCheck rss;
     rss.name = "RSS added by loading hsmproxy + one operation";
     rss.target = "<= 2048 KiB";
-    const FootprintStage* base = FindStage(report, "baseline");
-    const FootprintStage* one = FindStage(report, "one_signature");
-    const FootprintStage* many = FindStage(report, "101_signatures");
+    const FootprintStage* base = FindStage(report.footprint, "baseline");
+    const FootprintStage* one = FindStage(report.footprint, "one_signature");
+    const FootprintStage* many = FindStage(report.footprint, "101_signatures");
     if (base != nullptr && one != nullptr) {
       const int dt = one->threads - base->threads;
       const int64_t dr = one->rss_kib - base->rss_kib;
@@ -297,6 +337,23 @@ std::vector<TargetCheck> EvaluateTargets(const BenchReport& report) {
                         many->rss_kib - base->rss_kib, " KiB");
       }
       rss.measured += ")";
+      std::vector<std::string> groups;
+      for (const FootprintGroup& g : FootprintByDependency(report)) {
+        groups.push_back(absl::StrCat(g.name, " +", g.rss_delta_kib));
+      }
+      if (!groups.empty()) {
+        absl::StrAppend(&rss.measured,
+                        "; by dependency (KiB): ", absl::StrJoin(groups, ", "));
+      }
+      const FootprintStage* abseil_base =
+          FindStage(report.footprint_with_abseil, "baseline");
+      const FootprintStage* abseil_one =
+          FindStage(report.footprint_with_abseil, "one_signature");
+      if (abseil_base != nullptr && abseil_one != nullptr) {
+        absl::StrAppend(&rss.measured,
+                        "; in a program that already has Abseil loaded: +",
+                        abseil_one->rss_kib - abseil_base->rss_kib, " KiB");
+      }
       rss.met = dr <= 2048;
     } else {
       threads.measured = "not measured";
@@ -394,13 +451,22 @@ std::string FormatText(const BenchReport& report) {
                             "dirty\n",
                             s.stage, s.threads, s.rss_kib, s.private_dirty_kib);
     }
-    out += "  largest RSS additions (baseline -> one signature):";
-    for (size_t i = 0; i < report.footprint_mappings.size() && i < 8; ++i) {
-      absl::StrAppendFormat(&out, " %s +%d KiB;",
-                            Basename(report.footprint_mappings[i].path),
-                            report.footprint_mappings[i].rss_delta_kib);
+    out += "  RSS added (baseline -> one signature) by dependency:";
+    for (const FootprintGroup& g : FootprintByDependency(report)) {
+      absl::StrAppendFormat(&out, " %s +%d KiB;", g.name, g.rss_delta_kib);
     }
-    out += "\n\n";
+    out += "\n";
+    if (!report.footprint_with_abseil.empty()) {
+      out += "  with Abseil already loaded (preloaded):\n";
+      for (const FootprintStage& s : report.footprint_with_abseil) {
+        absl::StrAppendFormat(&out,
+                              "  %-16s %3d threads %8d KiB RSS %8d KiB "
+                              "private dirty\n",
+                              s.stage, s.threads, s.rss_kib,
+                              s.private_dirty_kib);
+      }
+    }
+    out += "\n";
   }
   if (!report.load.empty()) {
     out += "Daemon under load (client_lib, one thread per client process):\n";
@@ -575,14 +641,24 @@ std::string FormatMarkdown(const BenchReport& report) {
       absl::StrAppend(&out, "| ", s.stage, " | ", s.threads, " | ", s.rss_kib,
                       " | ", s.private_dirty_kib, " |\n");
     }
-    out += "\nLargest RSS additions from the baseline to the first signature: ";
+    out +=
+        "\nRSS added from the baseline to the first signature, by dependency: ";
     std::vector<std::string> parts;
-    for (size_t i = 0; i < report.footprint_mappings.size() && i < 10; ++i) {
-      parts.push_back(
-          absl::StrCat(Basename(report.footprint_mappings[i].path), " +",
-                       report.footprint_mappings[i].rss_delta_kib, " KiB"));
+    for (const FootprintGroup& g : FootprintByDependency(report)) {
+      parts.push_back(absl::StrCat(g.name, " +", g.rss_delta_kib, " KiB"));
     }
     absl::StrAppend(&out, absl::StrJoin(parts, ", "), ".\n");
+    if (!report.footprint_with_abseil.empty()) {
+      out +=
+          "\nThe same in a program that already has Abseil's libraries "
+          "loaded (preloaded, as gRPC programs have them):\n\n"
+          "| Stage | threads | VmRSS (KiB) | private dirty (KiB) |\n"
+          "|---|---|---|---|\n";
+      for (const FootprintStage& s : report.footprint_with_abseil) {
+        absl::StrAppend(&out, "| ", s.stage, " | ", s.threads, " | ", s.rss_kib,
+                        " | ", s.private_dirty_kib, " |\n");
+      }
+    }
   }
   if (!report.load.empty()) {
     out +=
@@ -735,21 +811,34 @@ std::string FormatJson(const BenchReport& report) {
   }
   w.EndArray();
 
-  w.Key("footprint").BeginArray();
-  for (const FootprintStage& s : report.footprint) {
-    w.BeginObject()
-        .Field("stage", s.stage)
-        .Field("threads", s.threads)
-        .Field("rss_kib", s.rss_kib)
-        .Field("private_dirty_kib", s.private_dirty_kib)
-        .EndObject();
+  for (const auto& [key, stages] :
+       {std::pair<const char*, const std::vector<FootprintStage>*>{
+            "footprint", &report.footprint},
+        {"footprint_with_abseil", &report.footprint_with_abseil}}) {
+    w.Key(key).BeginArray();
+    for (const FootprintStage& s : *stages) {
+      w.BeginObject()
+          .Field("stage", s.stage)
+          .Field("threads", s.threads)
+          .Field("rss_kib", s.rss_kib)
+          .Field("private_dirty_kib", s.private_dirty_kib)
+          .EndObject();
+    }
+    w.EndArray();
   }
-  w.EndArray();
   w.Key("footprint_mappings").BeginArray();
   for (const FootprintMapping& m : report.footprint_mappings) {
     w.BeginObject()
         .Field("path", m.path)
         .Field("rss_delta_kib", m.rss_delta_kib)
+        .EndObject();
+  }
+  w.EndArray();
+  w.Key("footprint_by_dependency").BeginArray();
+  for (const FootprintGroup& g : FootprintByDependency(report)) {
+    w.BeginObject()
+        .Field("dependency", g.name)
+        .Field("rss_delta_kib", g.rss_delta_kib)
         .EndObject();
   }
   w.EndArray();

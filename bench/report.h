@@ -49,6 +49,18 @@ struct FootprintMapping {
   int64_t rss_delta_kib = 0;
 };
 
+// RSS added from the baseline to the first signature, grouped by what
+// hsmproxy pulls in: "Abseil (26 libraries)", "protobuf-lite", "nghttp2",
+// "hsmproxy.so", "libcrypto", "heap and anonymous memory", "other".
+struct FootprintGroup {
+  std::string name;
+  int64_t rss_delta_kib = 0;
+};
+
+struct BenchReport;
+// Largest first.
+std::vector<FootprintGroup> FootprintByDependency(const BenchReport& report);
+
 struct BenchReport {
   MachineInfo machine;
   std::string mode;     // "full" / "smoke"
@@ -61,6 +73,10 @@ struct BenchReport {
   std::vector<FootprintStage> footprint;
   // Largest contributors first.
   std::vector<FootprintMapping> footprint_mappings;
+  // The same probe in a program that already maps the Abseil libraries
+  // hsmproxy needs (preloaded, as a gRPC program has them): what hsmproxy
+  // adds beyond Abseil.
+  std::vector<FootprintStage> footprint_with_abseil;
   std::vector<LoadResult> load;
   std::vector<NginxResult> nginx;
   // Phases skipped or failed, with the reason.
