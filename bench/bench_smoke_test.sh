@@ -65,7 +65,8 @@ for c in report["cells"]:
 
 forks = {(f["op"], f["variant"]): f for f in report["fork"]}
 for op in ("ecdsa_p256_sign", "rsa2048_pkcs1_sign"):
-    for v in ("hsmproxy", "in-process", "client_lib", "client_lib_grpc"):
+    for v in ("hsmproxy", "in-process", "client_lib", "client_lib_grpc",
+              "socket_floor"):
         f = forks.get((op, v))
         need(f is not None, f"fork {op} {v} missing")
         if f is None:

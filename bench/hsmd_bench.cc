@@ -236,6 +236,28 @@ class Bench {
       return ClientLibVariant::New(socket_, keys_, fast_path);
     });
   }
+  // The socket_floor server, started once (before workers open the token:
+  // SoftHSM loses the token for a process that initialises and logs in at
+  // the same moment as another) with `sessions` sessions, and kept for the
+  // fork phase.
+  absl::Status StartSocketFloor(int sessions) {
+    if (socket_floor_ != nullptr) return absl::OkStatus();
+    const std::string socket =
+        absl::StrCat(std::filesystem::temp_directory_path().string(),
+                     "/hsmd_bench_floor.", getpid(), ".sock");
+    // Every operation: workers check each one at start-up.
+    std::vector<Op> ops;
+    for (const OpInfo& info : AllOps()) ops.push_back(info.op);
+    ASSIGN_OR_RETURN(
+        socket_floor_,
+        SocketFloorServer::Start(InProcessConfig(sessions), ops, socket));
+    return absl::OkStatus();
+  }
+  VariantFactory SocketFloorFactory() const {
+    const std::string socket = socket_floor_->socket_path();
+    return Erase<SocketFloorVariant>(
+        [this, socket] { return SocketFloorVariant::New(socket, keys_); });
+  }
   VariantFactory SoftwareFactory() const {
     return Erase<EvpVariant>([] { return EvpVariant::NewSoftware(); });
   }
@@ -256,6 +278,7 @@ class Bench {
   SecretString pin_;
   KeyDirectory keys_;
   std::unique_ptr<client::Client> client_;
+  std::unique_ptr<SocketFloorServer> socket_floor_;
 };
 
 absl::Status Bench::SetUp() {
@@ -329,23 +352,12 @@ absl::Status Bench::RunMatrixPhase() {
   // The yardstick's server, started (and its token opened) before any worker
   // opens the token: SoftHSM loses the token for a process that initialises
   // and logs in at the same moment as another.
-  std::unique_ptr<SocketFloorServer> floor;
-  std::string floor_socket;
   if (wanted(kSocketFloor)) {
-    Pkcs11Variant::Config config = InProcessConfig(max_processes * max_threads);
-    floor_socket = absl::StrCat(std::filesystem::temp_directory_path().string(),
-                                "/hsmd_bench_floor.", getpid(), ".sock");
-    // Every operation: workers check each one at start-up.
-    std::vector<Op> ops;
-    for (const OpInfo& info : AllOps()) ops.push_back(info.op);
-    ASSIGN_OR_RETURN(floor,
-                     SocketFloorServer::Start(config, ops, floor_socket));
+    RETURN_IF_ERROR(StartSocketFloor(max_processes * max_threads));
   }
   const std::vector<Spec> specs = {
       {kInProcess, InProcessFactory(4)},
-      {kSocketFloor, Erase<SocketFloorVariant>([this, floor_socket] {
-         return SocketFloorVariant::New(floor_socket, keys_);
-       })},
+      {kSocketFloor, SocketFloorFactory()},
       {kHsmproxy, HsmproxyFactory()},
       {kClientLib, ClientLibFactory()},
       {kClientLibGrpc, ClientLibFactory(/*fast_path=*/false)},
@@ -364,7 +376,9 @@ absl::Status Bench::RunMatrixPhase() {
     if (!wanted(spec.name)) continue;
     VariantWorkers w;
     w.variant = spec.name;
-    if (spec.name == std::string(kSocketFloor)) w.server_pid = floor->pid();
+    if (spec.name == std::string(kSocketFloor)) {
+      w.server_pid = socket_floor_->pid();
+    }
     for (int p = 0; p < max_processes; ++p) {
       ASSIGN_OR_RETURN(std::unique_ptr<Worker> worker,
                        Worker::Spawn(absl::StrCat(spec.name, "#", p),
@@ -430,6 +444,23 @@ absl::Status Bench::RunForkPhase() {
     if (options_.variants.empty() || options_.variants.count(name) > 0) {
       specs.push_back({name, ClientLibFactory(fast_path), ChildReopen()});
     }
+  }
+  // The bare boundary's child: a new connection, nothing else.
+  if (options_.variants.empty() || options_.variants.count(kSocketFloor) > 0) {
+    RETURN_IF_ERROR(StartSocketFloor(8));
+    const std::string socket = socket_floor_->socket_path();
+    const KeyDirectory* keys = &keys_;
+    specs.push_back(
+        {kSocketFloor, SocketFloorFactory(),
+         [socket, keys](Variant&, Op op, std::unique_ptr<Variant>* keep)
+             -> absl::StatusOr<std::unique_ptr<OpRunner>> {
+           ASSIGN_OR_RETURN(std::unique_ptr<SocketFloorVariant> fresh,
+                            SocketFloorVariant::New(socket, *keys));
+           ASSIGN_OR_RETURN(std::unique_ptr<OpRunner> runner,
+                            fresh->Prepare(op, 1));
+           *keep = std::move(fresh);
+           return runner;
+         }});
   }
   for (Op op : {Op::kEcdsaP256Sign, Op::kRsa2048Pkcs1Sign}) {
     for (const Spec& spec : specs) {

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -78,9 +79,37 @@ int OpIndex(Op op) {
   return -1;
 }
 
+// Which of the server's sessions (runner thread slots) connections hold;
+// a slot is free again when its connection closes (forked children each
+// connect once and leave).
+class Slots {
+ public:
+  explicit Slots(int count) : used_(count, false) {}
+  // -1 when all are taken.
+  int Take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < used_.size(); ++i) {
+      if (!used_[i]) {
+        used_[i] = true;
+        return static_cast<int>(i);
+      }
+    }
+    return -1;
+  }
+  void Release(int slot) {
+    std::lock_guard<std::mutex> lock(mu_);
+    used_[slot] = false;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<bool> used_;
+};
+
 // One connection: requests in, results out, until the client hangs up.
 void Serve(int fd, int slot,
-           const std::map<int, std::unique_ptr<OpRunner>>& runners) {
+           const std::map<int, std::unique_ptr<OpRunner>>& runners,
+           Slots& slots) {
   char request[kRequestBytes];
   while (ReadFull(fd, request, sizeof(request))) {
     auto it = runners.find(static_cast<unsigned char>(request[0]));
@@ -105,6 +134,7 @@ void Serve(int fd, int slot,
     }
   }
   close(fd);
+  slots.Release(slot);
 }
 
 // The server process's body; never returns.
@@ -139,16 +169,17 @@ void Serve(int fd, int slot,
   }
   (void)!write(ready_fd, "", 1);
   close(ready_fd);
-  int next_slot = 0;
+  Slots slots(config.sessions);
   while (true) {
     const int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
-    if (next_slot >= config.sessions) {
+    const int slot = slots.Take();
+    if (slot < 0) {
       // More connections than sessions: refuse (the client sees EOF).
       close(fd);
       continue;
     }
-    std::thread(Serve, fd, next_slot++, std::cref(runners)).detach();
+    std::thread(Serve, fd, slot, std::cref(runners), std::ref(slots)).detach();
   }
 }
 
