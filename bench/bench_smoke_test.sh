@@ -18,6 +18,19 @@ if ! timeout 280 "${BENCH}" --smoke --json_out "${OUT}.json" \
 fi
 cat "${OUT}.txt"
 
+# A subset of the variants (no socket_floor server) and phases runs too.
+if ! timeout 120 "${BENCH}" --smoke --variants in-process,client_lib \
+    --ops random_32 --skip fork,footprint,load,nginx \
+    >"${OUT}-subset.txt" 2>"${OUT}-subset.log"; then
+  echo "FAIL: hsmd_bench --smoke --variants in-process,client_lib failed" >&2
+  tail -20 "${OUT}-subset.log" >&2
+  exit 1
+fi
+grep -q "client_lib" "${OUT}-subset.txt" || {
+  echo "FAIL: the subset run printed no client_lib row" >&2
+  exit 1
+}
+
 python3 - "${OUT}.json" "${OUT}.md" <<'PYEOF'
 import json, sys
 

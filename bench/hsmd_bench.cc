@@ -253,10 +253,11 @@ class Bench {
         SocketFloorServer::Start(InProcessConfig(sessions), ops, socket));
     return absl::OkStatus();
   }
+  // Only called once StartSocketFloor succeeded.
   VariantFactory SocketFloorFactory() const {
-    const std::string socket = socket_floor_->socket_path();
-    return Erase<SocketFloorVariant>(
-        [this, socket] { return SocketFloorVariant::New(socket, keys_); });
+    return Erase<SocketFloorVariant>([this] {
+      return SocketFloorVariant::New(socket_floor_->socket_path(), keys_);
+    });
   }
   VariantFactory SoftwareFactory() const {
     return Erase<EvpVariant>([] { return EvpVariant::NewSoftware(); });
