@@ -66,9 +66,9 @@ absl::Status ParseOps(absl::string_view value, std::vector<Op>* ops) {
 
 absl::Status ParseVariants(absl::string_view value,
                            std::set<std::string>* variants) {
-  static const char* const kVariants[] = {
-      "in-process", "socket_floor", "hsmproxy", "client_lib", "client_lib_grpc",
-      "software"};
+  static const char* const kVariants[] = {"in-process",      "socket_floor",
+                                          "hsmproxy",        "client_lib",
+                                          "client_lib_grpc", "software"};
   for (absl::string_view v : absl::StrSplit(value, ',', absl::SkipEmpty())) {
     if (std::find(std::begin(kVariants), std::end(kVariants), v) ==
         std::end(kVariants)) {

@@ -108,6 +108,28 @@ const FootprintStage* FindStage(const std::vector<FootprintStage>& stages,
   return nullptr;
 }
 
+// One text line per footprint stage.
+void AppendStages(const std::vector<FootprintStage>& stages, std::string& out) {
+  for (const FootprintStage& s : stages) {
+    absl::StrAppendFormat(&out,
+                          "  %-16s %3d threads %8d KiB RSS %8d KiB private "
+                          "dirty\n",
+                          s.stage, s.threads, s.rss_kib, s.private_dirty_kib);
+  }
+}
+
+// The footprint stages as a Markdown table.
+void AppendStageTable(const std::vector<FootprintStage>& stages,
+                      std::string& out) {
+  out +=
+      "| Stage | threads | VmRSS (KiB) | private dirty (KiB) |\n"
+      "|---|---|---|---|\n";
+  for (const FootprintStage& s : stages) {
+    absl::StrAppend(&out, "| ", s.stage, " | ", s.threads, " | ", s.rss_kib,
+                    " | ", s.private_dirty_kib, " |\n");
+  }
+}
+
 double OtherLoadPercent(const BenchReport& report) {
   int64_t other = 0;
   double seconds = 0;
@@ -461,12 +483,7 @@ std::string FormatText(const BenchReport& report) {
   }
   if (!report.footprint.empty()) {
     out += "Footprint of a client process (threads, VmRSS, private dirty):\n";
-    for (const FootprintStage& s : report.footprint) {
-      absl::StrAppendFormat(&out,
-                            "  %-16s %3d threads %8d KiB RSS %8d KiB private "
-                            "dirty\n",
-                            s.stage, s.threads, s.rss_kib, s.private_dirty_kib);
-    }
+    AppendStages(report.footprint, out);
     out += "  RSS added (baseline -> one signature) by dependency:";
     for (const FootprintGroup& g : FootprintByDependency(report)) {
       absl::StrAppendFormat(&out, " %s +%d KiB;", g.name, g.rss_delta_kib);
@@ -474,13 +491,7 @@ std::string FormatText(const BenchReport& report) {
     out += "\n";
     if (!report.footprint_with_abseil.empty()) {
       out += "  with Abseil already loaded (preloaded):\n";
-      for (const FootprintStage& s : report.footprint_with_abseil) {
-        absl::StrAppendFormat(&out,
-                              "  %-16s %3d threads %8d KiB RSS %8d KiB "
-                              "private dirty\n",
-                              s.stage, s.threads, s.rss_kib,
-                              s.private_dirty_kib);
-      }
+      AppendStages(report.footprint_with_abseil, out);
     }
     out += "\n";
   }
@@ -650,13 +661,8 @@ std::string FormatMarkdown(const BenchReport& report) {
   if (!report.footprint.empty()) {
     out +=
         "\nFootprint of a client process (a program that already uses "
-        "OpenSSL, then loads hsmproxy):\n\n"
-        "| Stage | threads | VmRSS (KiB) | private dirty (KiB) |\n"
-        "|---|---|---|---|\n";
-    for (const FootprintStage& s : report.footprint) {
-      absl::StrAppend(&out, "| ", s.stage, " | ", s.threads, " | ", s.rss_kib,
-                      " | ", s.private_dirty_kib, " |\n");
-    }
+        "OpenSSL, then loads hsmproxy):\n\n";
+    AppendStageTable(report.footprint, out);
     out +=
         "\nRSS added from the baseline to the first signature, by dependency: ";
     std::vector<std::string> parts;
@@ -667,13 +673,8 @@ std::string FormatMarkdown(const BenchReport& report) {
     if (!report.footprint_with_abseil.empty()) {
       out +=
           "\nThe same in a program that already has Abseil's libraries "
-          "loaded (preloaded, as gRPC programs have them):\n\n"
-          "| Stage | threads | VmRSS (KiB) | private dirty (KiB) |\n"
-          "|---|---|---|---|\n";
-      for (const FootprintStage& s : report.footprint_with_abseil) {
-        absl::StrAppend(&out, "| ", s.stage, " | ", s.threads, " | ", s.rss_kib,
-                        " | ", s.private_dirty_kib, " |\n");
-      }
+          "loaded (preloaded, as gRPC programs have them):\n\n";
+      AppendStageTable(report.footprint_with_abseil, out);
     }
   }
   if (!report.load.empty()) {

@@ -71,14 +71,6 @@ absl::StatusOr<sockaddr_un> AddressOf(const std::string& path) {
   return addr;
 }
 
-int OpIndex(Op op) {
-  const std::vector<OpInfo>& all = AllOps();
-  for (size_t i = 0; i < all.size(); ++i) {
-    if (all[i].op == op) return static_cast<int>(i);
-  }
-  return -1;
-}
-
 // Which of the server's sessions (runner thread slots) connections hold;
 // a slot is free again when its connection closes (forked children each
 // connect once and leave).

@@ -26,6 +26,14 @@ const std::vector<OpInfo>& AllOps() {
   return *ops;
 }
 
+int OpIndex(Op op) {
+  const std::vector<OpInfo>& all = AllOps();
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (all[i].op == op) return static_cast<int>(i);
+  }
+  return -1;
+}
+
 const OpInfo& InfoOf(Op op) {
   for (const OpInfo& info : AllOps()) {
     if (info.op == op) return info;

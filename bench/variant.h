@@ -41,6 +41,8 @@ struct OpInfo {
 
 const std::vector<OpInfo>& AllOps();
 const OpInfo& InfoOf(Op op);
+// `op`'s position in AllOps() (-1 for a value outside the enum).
+int OpIndex(Op op);
 
 // The fixed inputs: a 64-byte message to sign, and the plaintext that the
 // OAEP ciphertext (SHA-1, MGF1-SHA-1, no label: the only OAEP parameters

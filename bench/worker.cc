@@ -78,14 +78,6 @@ absl::StatusOr<Prepared> Prepare(const VariantFactory& factory,
   return p;
 }
 
-int IndexOf(Op op) {
-  const std::vector<OpInfo>& ops = AllOps();
-  for (size_t i = 0; i < ops.size(); ++i) {
-    if (ops[i].op == op) return static_cast<int>(i);
-  }
-  return -1;
-}
-
 [[noreturn]] void WorkerMain(const std::string& name, VariantFactory factory,
                              int max_threads, int in, int out) {
   // The coordinator's death closes `in`: leave then.
@@ -112,11 +104,11 @@ int IndexOf(Op op) {
       } else if (!prepared.ok()) {
         reply = prepared.status();
       } else if (spec.threads < 1 || spec.threads > max_threads ||
-                 IndexOf(spec.op) < 0) {
+                 OpIndex(spec.op) < 0) {
         reply = absl::InvalidArgumentError("bad round command");
       } else {
         absl::StatusOr<RoundResult> result =
-            RunRound(*prepared->runners[IndexOf(spec.op)], spec);
+            RunRound(*prepared->runners[OpIndex(spec.op)], spec);
         if (result.ok()) {
           reply = EncodeRound(*result);
         } else {
