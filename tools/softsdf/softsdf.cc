@@ -201,6 +201,21 @@ Registry& registry() {
   return *instance;
 }
 
+// Run() for a function of an open session: an unknown handle fails with
+// SDR_OPENSESSION before `body` runs. The body holds a reference to the
+// session, shared ownership keeping it alive should another thread close
+// the handle meanwhile.
+template <typename Body>
+int RunInSession(const char* function, void* handle, Body&& body) {
+  return Run(function, [&](const Call& call) {
+    std::shared_ptr<Session> session = registry().FindSession(handle);
+    if (session == nullptr) {
+      return call.Fail(SDR_OPENSESSION, "unknown session handle");
+    }
+    return body(call, *session);
+  });
+}
+
 // ---------------------------------------------------------------------------
 // Helpers.
 
@@ -315,6 +330,24 @@ int AddKey(const Call& call, Session& session, const Sm4Key& key,
   return SDR_OK;
 }
 
+// SDR_KEYNOTEXIST unless the device has private keys at `index`.
+int RequirePrivateKeys(const Call& call, Session& session, unsigned int index) {
+  if (!session.store().has_private_keys(index)) {
+    return call.Fail(SDR_KEYNOTEXIST,
+                     absl::StrCat("no private key at index ", index));
+  }
+  return SDR_OK;
+}
+
+void SetAccessRight(Session& session, unsigned int index, bool granted) {
+  std::lock_guard<std::mutex> lock(session.mu);
+  if (granted) {
+    session.access_rights.insert(index);
+  } else {
+    session.access_rights.erase(index);
+  }
+}
+
 bool HasAccessRight(Session& session, unsigned int index) {
   std::lock_guard<std::mutex> lock(session.mu);
   return session.access_rights.contains(index);
@@ -408,15 +441,11 @@ int CheckDigestArgs(const Call& call, const unsigned char* data,
   return SDR_OK;
 }
 
-int ExportPublicKey(const Call& call, void* hSession, unsigned int index,
+int ExportPublicKey(const Call& call, Session& session, unsigned int index,
                     ECCrefPublicKey* out, bool sign) {
-  std::shared_ptr<Session> session = registry().FindSession(hSession);
-  if (session == nullptr) {
-    return call.Fail(SDR_OPENSESSION, "unknown session handle");
-  }
   if (out == nullptr) return call.Fail(SDR_OUTARGERR, "pucPublicKey is NULL");
   EVP_PKEY* key =
-      sign ? session->store().sign_key(index) : session->store().enc_key(index);
+      sign ? session.store().sign_key(index) : session.store().enc_key(index);
   if (key == nullptr) {
     return call.Fail(SDR_KEYNOTEXIST,
                      absl::StrCat("no ", sign ? "signing" : "encryption",
@@ -428,14 +457,10 @@ int ExportPublicKey(const Call& call, void* hSession, unsigned int index,
   return SDR_OK;
 }
 
-int SymmetricCrypt(const Call& call, void* hSession, void* hKey,
+int SymmetricCrypt(const Call& call, Session& session, void* hKey,
                    unsigned int alg, unsigned char* iv, const unsigned char* in,
                    unsigned int len, unsigned char* out, unsigned int* out_len,
                    bool encrypt) {
-  std::shared_ptr<Session> session = registry().FindSession(hSession);
-  if (session == nullptr) {
-    return call.Fail(SDR_OPENSESSION, "unknown session handle");
-  }
   const EVP_CIPHER* cipher = nullptr;
   if (int rc = Sm4Cipher(call, alg, &cipher); rc != SDR_OK) return rc;
   if (in == nullptr) return call.Fail(SDR_INARGERR, "input data is NULL");
@@ -451,7 +476,7 @@ int SymmetricCrypt(const Call& call, void* hSession, void* hKey,
     return call.Fail(SDR_OUTARGERR, "output buffer or length is NULL");
   }
   Sm4Key key;
-  if (!FindKey(*session, hKey, &key)) {
+  if (!FindKey(session, hKey, &key)) {
     return call.Fail(SDR_KEYNOTEXIST, "unknown key handle in this session");
   }
   // The next chaining value is the last ciphertext block; save it before an
@@ -468,6 +493,46 @@ int SymmetricCrypt(const Call& call, void* hSession, void* hKey,
     std::memcpy(iv, next_iv, kSm4BlockLen);
   }
   *out_len = len;
+  return SDR_OK;
+}
+
+// SDF_InternalSign_ECC / SDF_InternalVerify_ECC with the signing key pair
+// at `index`: signing needs the session's access right to it, verifying
+// does not.
+int InternalSignOrVerify(const Call& call, Session& session, unsigned int index,
+                         unsigned char* digest, unsigned int digest_len,
+                         ECCSignature* sig, bool sign) {
+  if (int rc = CheckDigestArgs(call, digest, digest_len, sig,
+                               sign ? SDR_OUTARGERR : SDR_INARGERR);
+      rc != SDR_OK) {
+    return rc;
+  }
+  EVP_PKEY* key = session.store().sign_key(index);
+  if (key == nullptr) {
+    return call.Fail(SDR_KEYNOTEXIST,
+                     absl::StrCat("no signing key at index ", index));
+  }
+  if (!sign) return VerifyDigest(call, key, digest, *sig);
+  if (!HasAccessRight(session, index)) {
+    return call.Fail(SDR_PARDENY, absl::StrCat("no access right for key index ",
+                                               index, " in this session"));
+  }
+  return SignDigest(call, key, digest, sig);
+}
+
+// The cipher (SM4 ECB, the only wrapping mode) and the key-encryption key
+// at `index` for SDF_GenerateKeyWithKEK and SDF_ImportKeyWithKEK.
+int FindKek(const Call& call, Session& session, unsigned int alg,
+            unsigned int index, const EVP_CIPHER** cipher, const Sm4Key** kek) {
+  if (int rc = Sm4Cipher(call, alg, cipher); rc != SDR_OK) return rc;
+  if (alg != SGD_SM4_ECB) {
+    return call.Fail(SDR_ALGMODNOTSUPPORT, "keys are wrapped with SM4 ECB");
+  }
+  *kek = session.store().sm4_key(index);
+  if (*kek == nullptr) {
+    return call.Fail(SDR_KEYNOTEXIST,
+                     absl::StrCat("no SM4 key at index ", index));
+  }
   return SDR_OK;
 }
 
@@ -574,299 +639,261 @@ int SDF_CloseSession(void* hSessionHandle) {
 }
 
 int SDF_GetDeviceInfo(void* hSessionHandle, DEVICEINFO* pstDeviceInfo) {
-  return Run(__func__, [&](const Call& call) {
-    if (sdf::registry().FindSession(hSessionHandle) == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    if (pstDeviceInfo == nullptr) {
-      return call.Fail(SDR_OUTARGERR, "pstDeviceInfo is NULL");
-    }
-    std::memset(pstDeviceInfo, 0, sizeof(*pstDeviceInfo));
-    // Fixed-size fields, not NUL-terminated when full.
-    const absl::string_view issuer = "hsmd project";
-    const absl::string_view name = "softsdf";
-    const absl::string_view serial = "2025010100100001";  // date+batch+serial
-    std::memcpy(pstDeviceInfo->IssuerName, issuer.data(), issuer.size());
-    std::memcpy(pstDeviceInfo->DeviceName, name.data(), name.size());
-    std::memcpy(pstDeviceInfo->DeviceSerial, serial.data(), serial.size());
-    pstDeviceInfo->DeviceVersion = 1;
-    pstDeviceInfo->StandardVersion = 1;
-    pstDeviceInfo->AsymAlgAbility[0] = SGD_SM2_1 | SGD_SM2_3;
-    pstDeviceInfo->AsymAlgAbility[1] = 256;
-    pstDeviceInfo->SymAlgAbility = SGD_SM4_ECB | SGD_SM4_CBC;
-    pstDeviceInfo->HashAlgAbility = SGD_SM3;
-    pstDeviceInfo->BufferSize = sdf::kBufferSize;
-    return SDR_OK;
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session&) {
+        if (pstDeviceInfo == nullptr) {
+          return call.Fail(SDR_OUTARGERR, "pstDeviceInfo is NULL");
+        }
+        std::memset(pstDeviceInfo, 0, sizeof(*pstDeviceInfo));
+        // Fixed-size fields, not NUL-terminated when full.
+        const absl::string_view issuer = "hsmd project";
+        const absl::string_view name = "softsdf";
+        const absl::string_view serial =
+            "2025010100100001";  // date+batch+serial
+        std::memcpy(pstDeviceInfo->IssuerName, issuer.data(), issuer.size());
+        std::memcpy(pstDeviceInfo->DeviceName, name.data(), name.size());
+        std::memcpy(pstDeviceInfo->DeviceSerial, serial.data(), serial.size());
+        pstDeviceInfo->DeviceVersion = 1;
+        pstDeviceInfo->StandardVersion = 1;
+        pstDeviceInfo->AsymAlgAbility[0] = SGD_SM2_1 | SGD_SM2_3;
+        pstDeviceInfo->AsymAlgAbility[1] = 256;
+        pstDeviceInfo->SymAlgAbility = SGD_SM4_ECB | SGD_SM4_CBC;
+        pstDeviceInfo->HashAlgAbility = SGD_SM3;
+        pstDeviceInfo->BufferSize = sdf::kBufferSize;
+        return SDR_OK;
+      });
 }
 
 int SDF_GenerateRandom(void* hSessionHandle, unsigned int uiLength,
                        unsigned char* pucRandom) {
-  return Run(__func__, [&](const Call& call) {
-    if (sdf::registry().FindSession(hSessionHandle) == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    if (uiLength == 0 || uiLength > sdf::kBufferSize) {
-      return call.Fail(SDR_INARGERR,
-                       absl::StrCat("length ", uiLength, " not in [1, ",
-                                    sdf::kBufferSize, "]"));
-    }
-    if (pucRandom == nullptr) {
-      return call.Fail(SDR_OUTARGERR, "pucRandom is NULL");
-    }
-    if (RAND_bytes(pucRandom, static_cast<int>(uiLength)) != 1) {
-      return call.Fail(SDR_RANDERR, "RAND_bytes failed");
-    }
-    return SDR_OK;
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session&) {
+        if (uiLength == 0 || uiLength > sdf::kBufferSize) {
+          return call.Fail(SDR_INARGERR,
+                           absl::StrCat("length ", uiLength, " not in [1, ",
+                                        sdf::kBufferSize, "]"));
+        }
+        if (pucRandom == nullptr) {
+          return call.Fail(SDR_OUTARGERR, "pucRandom is NULL");
+        }
+        if (RAND_bytes(pucRandom, static_cast<int>(uiLength)) != 1) {
+          return call.Fail(SDR_RANDERR, "RAND_bytes failed");
+        }
+        return SDR_OK;
+      });
 }
 
 int SDF_GetPrivateKeyAccessRight(void* hSessionHandle, unsigned int uiKeyIndex,
                                  unsigned char* pucPassword,
                                  unsigned int uiPwdLength) {
-  return Run(__func__, [&](const Call& call) {
-    std::shared_ptr<sdf::Session> session =
-        sdf::registry().FindSession(hSessionHandle);
-    if (session == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    if (pucPassword == nullptr) {
-      return call.Fail(SDR_INARGERR, "pucPassword is NULL");
-    }
-    if (uiPwdLength == 0 || uiPwdLength > sdf::kMaxPasswordLen) {
-      return call.Fail(SDR_INARGERR,
-                       absl::StrCat("password length ", uiPwdLength,
-                                    " not in [1, ", sdf::kMaxPasswordLen, "]"));
-    }
-    if (!session->store().has_private_keys(uiKeyIndex)) {
-      return call.Fail(SDR_KEYNOTEXIST,
-                       absl::StrCat("no private key at index ", uiKeyIndex));
-    }
-    const absl::string_view password(reinterpret_cast<char*>(pucPassword),
-                                     uiPwdLength);
-    if (!session->store().CheckPassword(uiKeyIndex, password)) {
-      return call.Fail(
-          SDR_PRKRERR,
-          absl::StrCat("wrong password for key index ", uiKeyIndex));
-    }
-    std::lock_guard<std::mutex> lock(session->mu);
-    session->access_rights.insert(uiKeyIndex);
-    return SDR_OK;
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        if (pucPassword == nullptr) {
+          return call.Fail(SDR_INARGERR, "pucPassword is NULL");
+        }
+        if (uiPwdLength == 0 || uiPwdLength > sdf::kMaxPasswordLen) {
+          return call.Fail(
+              SDR_INARGERR,
+              absl::StrCat("password length ", uiPwdLength, " not in [1, ",
+                           sdf::kMaxPasswordLen, "]"));
+        }
+        if (int rc = sdf::RequirePrivateKeys(call, session, uiKeyIndex);
+            rc != SDR_OK) {
+          return rc;
+        }
+        const absl::string_view password(reinterpret_cast<char*>(pucPassword),
+                                         uiPwdLength);
+        if (!session.store().CheckPassword(uiKeyIndex, password)) {
+          return call.Fail(
+              SDR_PRKRERR,
+              absl::StrCat("wrong password for key index ", uiKeyIndex));
+        }
+        sdf::SetAccessRight(session, uiKeyIndex, /*granted=*/true);
+        return SDR_OK;
+      });
 }
 
 int SDF_ReleasePrivateKeyAccessRight(void* hSessionHandle,
                                      unsigned int uiKeyIndex) {
-  return Run(__func__, [&](const Call& call) {
-    std::shared_ptr<sdf::Session> session =
-        sdf::registry().FindSession(hSessionHandle);
-    if (session == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    if (!session->store().has_private_keys(uiKeyIndex)) {
-      return call.Fail(SDR_KEYNOTEXIST,
-                       absl::StrCat("no private key at index ", uiKeyIndex));
-    }
-    std::lock_guard<std::mutex> lock(session->mu);
-    session->access_rights.erase(uiKeyIndex);
-    return SDR_OK;
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        if (int rc = sdf::RequirePrivateKeys(call, session, uiKeyIndex);
+            rc != SDR_OK) {
+          return rc;
+        }
+        sdf::SetAccessRight(session, uiKeyIndex, /*granted=*/false);
+        return SDR_OK;
+      });
 }
 
 int SDF_ExportSignPublicKey_ECC(void* hSessionHandle, unsigned int uiKeyIndex,
                                 ECCrefPublicKey* pucPublicKey) {
-  return Run(__func__, [&](const Call& call) {
-    return sdf::ExportPublicKey(call, hSessionHandle, uiKeyIndex, pucPublicKey,
-                                /*sign=*/true);
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        return sdf::ExportPublicKey(call, session, uiKeyIndex, pucPublicKey,
+                                    /*sign=*/true);
+      });
 }
 
 int SDF_ExportEncPublicKey_ECC(void* hSessionHandle, unsigned int uiKeyIndex,
                                ECCrefPublicKey* pucPublicKey) {
-  return Run(__func__, [&](const Call& call) {
-    return sdf::ExportPublicKey(call, hSessionHandle, uiKeyIndex, pucPublicKey,
-                                /*sign=*/false);
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        return sdf::ExportPublicKey(call, session, uiKeyIndex, pucPublicKey,
+                                    /*sign=*/false);
+      });
 }
 
 int SDF_GenerateKeyPair_ECC(void* hSessionHandle, unsigned int uiAlgID,
                             unsigned int uiKeyBits,
                             ECCrefPublicKey* pucPublicKey,
                             ECCrefPrivateKey* pucPrivateKey) {
-  return Run(__func__, [&](const Call& call) {
-    if (sdf::registry().FindSession(hSessionHandle) == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    if (!sdf::IsSm2SignAlg(uiAlgID) && !sdf::IsSm2EncAlg(uiAlgID)) {
-      return call.Fail(SDR_ALGNOTSUPPORT,
-                       absl::StrCat("algorithm 0x", absl::Hex(uiAlgID),
-                                    " (want SGD_SM2, SGD_SM2_1 or SGD_SM2_3)"));
-    }
-    if (uiKeyBits != 256) {
-      return call.Fail(SDR_INARGERR, absl::StrCat("key bits ", uiKeyBits,
-                                                  "; SM2 keys have 256"));
-    }
-    if (pucPublicKey == nullptr || pucPrivateKey == nullptr) {
-      return call.Fail(SDR_OUTARGERR, "key output is NULL");
-    }
-    hsmd::EvpPkeyPtr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "SM2"));
-    if (key == nullptr) return call.Fail(SDR_UNKNOWERR, "SM2 keygen failed");
-    if (absl::Status s = sdf::Sm2PublicKeyToRef(key.get(), pucPublicKey);
-        !s.ok()) {
-      return call.Fail(SDR_UNKNOWERR, s.message());
-    }
-    if (absl::Status s = sdf::Sm2PrivateKeyToRef(key.get(), pucPrivateKey);
-        !s.ok()) {
-      return call.Fail(SDR_UNKNOWERR, s.message());
-    }
-    return SDR_OK;
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session&) {
+        if (!sdf::IsSm2SignAlg(uiAlgID) && !sdf::IsSm2EncAlg(uiAlgID)) {
+          return call.Fail(
+              SDR_ALGNOTSUPPORT,
+              absl::StrCat("algorithm 0x", absl::Hex(uiAlgID),
+                           " (want SGD_SM2, SGD_SM2_1 or SGD_SM2_3)"));
+        }
+        if (uiKeyBits != 256) {
+          return call.Fail(SDR_INARGERR, absl::StrCat("key bits ", uiKeyBits,
+                                                      "; SM2 keys have 256"));
+        }
+        if (pucPublicKey == nullptr || pucPrivateKey == nullptr) {
+          return call.Fail(SDR_OUTARGERR, "key output is NULL");
+        }
+        hsmd::EvpPkeyPtr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "SM2"));
+        if (key == nullptr)
+          return call.Fail(SDR_UNKNOWERR, "SM2 keygen failed");
+        if (absl::Status s = sdf::Sm2PublicKeyToRef(key.get(), pucPublicKey);
+            !s.ok()) {
+          return call.Fail(SDR_UNKNOWERR, s.message());
+        }
+        if (absl::Status s = sdf::Sm2PrivateKeyToRef(key.get(), pucPrivateKey);
+            !s.ok()) {
+          return call.Fail(SDR_UNKNOWERR, s.message());
+        }
+        return SDR_OK;
+      });
 }
 
 int SDF_GenerateKeyWithKEK(void* hSessionHandle, unsigned int uiKeyBits,
                            unsigned int uiAlgID, unsigned int uiKEKIndex,
                            unsigned char* pucKey, unsigned int* puiKeyLength,
                            void** phKeyHandle) {
-  return Run(__func__, [&](const Call& call) {
-    std::shared_ptr<sdf::Session> session =
-        sdf::registry().FindSession(hSessionHandle);
-    if (session == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    if (uiKeyBits != 8 * sdf::kSm4KeyLen) {
-      return call.Fail(SDR_INARGERR, absl::StrCat("key bits ", uiKeyBits,
-                                                  "; SM4 keys have 128"));
-    }
-    const EVP_CIPHER* cipher = nullptr;
-    if (int rc = sdf::Sm4Cipher(call, uiAlgID, &cipher); rc != SDR_OK) {
-      return rc;
-    }
-    if (uiAlgID != SGD_SM4_ECB) {
-      return call.Fail(SDR_ALGMODNOTSUPPORT, "keys are wrapped with SM4 ECB");
-    }
-    if (pucKey == nullptr || puiKeyLength == nullptr ||
-        phKeyHandle == nullptr) {
-      return call.Fail(SDR_OUTARGERR, "key output is NULL");
-    }
-    const sdf::Sm4Key* kek = session->store().sm4_key(uiKEKIndex);
-    if (kek == nullptr) {
-      return call.Fail(SDR_KEYNOTEXIST,
-                       absl::StrCat("no SM4 key at index ", uiKEKIndex));
-    }
-    sdf::Sm4Key key;
-    if (RAND_bytes(key.bytes, sizeof(key.bytes)) != 1) {
-      return call.Fail(SDR_RANDERR, "RAND_bytes failed");
-    }
-    unsigned char wrapped[sdf::kSm4KeyLen];
-    if (!sdf::Sm4Crypt(cipher, *kek, nullptr, /*encrypt=*/true, key.bytes,
-                       sizeof(key.bytes), wrapped)) {
-      return call.Fail(SDR_SYMOPERR, "wrapping the key failed");
-    }
-    void* handle = nullptr;
-    if (int rc = sdf::AddKey(call, *session, key, &handle); rc != SDR_OK) {
-      return rc;
-    }
-    std::memcpy(pucKey, wrapped, sizeof(wrapped));
-    *puiKeyLength = sizeof(wrapped);
-    *phKeyHandle = handle;
-    return SDR_OK;
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        if (uiKeyBits != 8 * sdf::kSm4KeyLen) {
+          return call.Fail(SDR_INARGERR, absl::StrCat("key bits ", uiKeyBits,
+                                                      "; SM4 keys have 128"));
+        }
+        const EVP_CIPHER* cipher = nullptr;
+        const sdf::Sm4Key* kek = nullptr;
+        if (int rc =
+                sdf::FindKek(call, session, uiAlgID, uiKEKIndex, &cipher, &kek);
+            rc != SDR_OK) {
+          return rc;
+        }
+        if (pucKey == nullptr || puiKeyLength == nullptr ||
+            phKeyHandle == nullptr) {
+          return call.Fail(SDR_OUTARGERR, "key output is NULL");
+        }
+        sdf::Sm4Key key;
+        if (RAND_bytes(key.bytes, sizeof(key.bytes)) != 1) {
+          return call.Fail(SDR_RANDERR, "RAND_bytes failed");
+        }
+        unsigned char wrapped[sdf::kSm4KeyLen];
+        if (!sdf::Sm4Crypt(cipher, *kek, nullptr, /*encrypt=*/true, key.bytes,
+                           sizeof(key.bytes), wrapped)) {
+          return call.Fail(SDR_SYMOPERR, "wrapping the key failed");
+        }
+        void* handle = nullptr;
+        if (int rc = sdf::AddKey(call, session, key, &handle); rc != SDR_OK) {
+          return rc;
+        }
+        std::memcpy(pucKey, wrapped, sizeof(wrapped));
+        *puiKeyLength = sizeof(wrapped);
+        *phKeyHandle = handle;
+        return SDR_OK;
+      });
 }
 
 int SDF_ImportKeyWithKEK(void* hSessionHandle, unsigned int uiAlgID,
                          unsigned int uiKEKIndex, unsigned char* pucKey,
                          unsigned int uiKeyLength, void** phKeyHandle) {
-  return Run(__func__, [&](const Call& call) {
-    std::shared_ptr<sdf::Session> session =
-        sdf::registry().FindSession(hSessionHandle);
-    if (session == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    const EVP_CIPHER* cipher = nullptr;
-    if (int rc = sdf::Sm4Cipher(call, uiAlgID, &cipher); rc != SDR_OK) {
-      return rc;
-    }
-    if (uiAlgID != SGD_SM4_ECB) {
-      return call.Fail(SDR_ALGMODNOTSUPPORT, "keys are wrapped with SM4 ECB");
-    }
-    if (pucKey == nullptr) return call.Fail(SDR_INARGERR, "pucKey is NULL");
-    if (uiKeyLength != sdf::kSm4KeyLen) {
-      return call.Fail(SDR_INARGERR,
-                       absl::StrCat("wrapped key length ", uiKeyLength,
-                                    "; an SM4-wrapped SM4 key has 16"));
-    }
-    if (phKeyHandle == nullptr) {
-      return call.Fail(SDR_OUTARGERR, "phKeyHandle is NULL");
-    }
-    const sdf::Sm4Key* kek = session->store().sm4_key(uiKEKIndex);
-    if (kek == nullptr) {
-      return call.Fail(SDR_KEYNOTEXIST,
-                       absl::StrCat("no SM4 key at index ", uiKEKIndex));
-    }
-    sdf::Sm4Key key;
-    if (!sdf::Sm4Crypt(cipher, *kek, nullptr, /*encrypt=*/false, pucKey,
-                       uiKeyLength, key.bytes)) {
-      return call.Fail(SDR_SYMOPERR, "unwrapping the key failed");
-    }
-    return sdf::AddKey(call, *session, key, phKeyHandle);
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        const EVP_CIPHER* cipher = nullptr;
+        const sdf::Sm4Key* kek = nullptr;
+        if (int rc =
+                sdf::FindKek(call, session, uiAlgID, uiKEKIndex, &cipher, &kek);
+            rc != SDR_OK) {
+          return rc;
+        }
+        if (pucKey == nullptr) return call.Fail(SDR_INARGERR, "pucKey is NULL");
+        if (uiKeyLength != sdf::kSm4KeyLen) {
+          return call.Fail(SDR_INARGERR,
+                           absl::StrCat("wrapped key length ", uiKeyLength,
+                                        "; an SM4-wrapped SM4 key has 16"));
+        }
+        if (phKeyHandle == nullptr) {
+          return call.Fail(SDR_OUTARGERR, "phKeyHandle is NULL");
+        }
+        sdf::Sm4Key key;
+        if (!sdf::Sm4Crypt(cipher, *kek, nullptr, /*encrypt=*/false, pucKey,
+                           uiKeyLength, key.bytes)) {
+          return call.Fail(SDR_SYMOPERR, "unwrapping the key failed");
+        }
+        return sdf::AddKey(call, session, key, phKeyHandle);
+      });
 }
 
 int SDF_ImportKey(void* hSessionHandle, unsigned char* pucKey,
                   unsigned int uiKeyLength, void** phKeyHandle) {
-  return Run(__func__, [&](const Call& call) {
-    std::shared_ptr<sdf::Session> session =
-        sdf::registry().FindSession(hSessionHandle);
-    if (session == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    if (pucKey == nullptr) return call.Fail(SDR_INARGERR, "pucKey is NULL");
-    if (uiKeyLength != sdf::kSm4KeyLen) {
-      return call.Fail(SDR_INARGERR, absl::StrCat("key length ", uiKeyLength,
-                                                  "; SM4 keys have 16"));
-    }
-    if (phKeyHandle == nullptr) {
-      return call.Fail(SDR_OUTARGERR, "phKeyHandle is NULL");
-    }
-    sdf::Sm4Key key;
-    std::memcpy(key.bytes, pucKey, sizeof(key.bytes));
-    return sdf::AddKey(call, *session, key, phKeyHandle);
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        if (pucKey == nullptr) return call.Fail(SDR_INARGERR, "pucKey is NULL");
+        if (uiKeyLength != sdf::kSm4KeyLen) {
+          return call.Fail(
+              SDR_INARGERR,
+              absl::StrCat("key length ", uiKeyLength, "; SM4 keys have 16"));
+        }
+        if (phKeyHandle == nullptr) {
+          return call.Fail(SDR_OUTARGERR, "phKeyHandle is NULL");
+        }
+        sdf::Sm4Key key;
+        std::memcpy(key.bytes, pucKey, sizeof(key.bytes));
+        return sdf::AddKey(call, session, key, phKeyHandle);
+      });
 }
 
 int SDF_GetSymmKeyHandle(void* hSessionHandle, unsigned int uiKeyIndex,
                          void** phKeyHandle) {
-  return Run(__func__, [&](const Call& call) {
-    std::shared_ptr<sdf::Session> session =
-        sdf::registry().FindSession(hSessionHandle);
-    if (session == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    if (phKeyHandle == nullptr) {
-      return call.Fail(SDR_OUTARGERR, "phKeyHandle is NULL");
-    }
-    const sdf::Sm4Key* key = session->store().sm4_key(uiKeyIndex);
-    if (key == nullptr) {
-      return call.Fail(SDR_KEYNOTEXIST,
-                       absl::StrCat("no SM4 key at index ", uiKeyIndex));
-    }
-    return sdf::AddKey(call, *session, *key, phKeyHandle);
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        if (phKeyHandle == nullptr) {
+          return call.Fail(SDR_OUTARGERR, "phKeyHandle is NULL");
+        }
+        const sdf::Sm4Key* key = session.store().sm4_key(uiKeyIndex);
+        if (key == nullptr) {
+          return call.Fail(SDR_KEYNOTEXIST,
+                           absl::StrCat("no SM4 key at index ", uiKeyIndex));
+        }
+        return sdf::AddKey(call, session, *key, phKeyHandle);
+      });
 }
 
 int SDF_DestroyKey(void* hSessionHandle, void* hKeyHandle) {
-  return Run(__func__, [&](const Call& call) {
-    std::shared_ptr<sdf::Session> session =
-        sdf::registry().FindSession(hSessionHandle);
-    if (session == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    std::lock_guard<std::mutex> lock(session->mu);
-    if (session->keys.erase(reinterpret_cast<uintptr_t>(hKeyHandle)) == 0) {
-      return call.Fail(SDR_KEYNOTEXIST, "unknown key handle in this session");
-    }
-    return SDR_OK;
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        std::lock_guard<std::mutex> lock(session.mu);
+        if (session.keys.erase(reinterpret_cast<uintptr_t>(hKeyHandle)) == 0) {
+          return call.Fail(SDR_KEYNOTEXIST,
+                           "unknown key handle in this session");
+        }
+        return SDR_OK;
+      });
 }
 
 int SDF_ExternalVerify_ECC(void* hSessionHandle, unsigned int uiAlgID,
@@ -874,293 +901,249 @@ int SDF_ExternalVerify_ECC(void* hSessionHandle, unsigned int uiAlgID,
                            unsigned char* pucDataInput,
                            unsigned int uiInputLength,
                            ECCSignature* pucSignature) {
-  return Run(__func__, [&](const Call& call) {
-    if (sdf::registry().FindSession(hSessionHandle) == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    if (!sdf::IsSm2SignAlg(uiAlgID)) {
-      return call.Fail(SDR_ALGNOTSUPPORT,
-                       absl::StrCat("algorithm 0x", absl::Hex(uiAlgID),
-                                    " (want SGD_SM2_1 or SGD_SM2)"));
-    }
-    if (pucPublicKey == nullptr) {
-      return call.Fail(SDR_INARGERR, "pucPublicKey is NULL");
-    }
-    if (int rc = sdf::CheckDigestArgs(call, pucDataInput, uiInputLength,
-                                      pucSignature, SDR_INARGERR);
-        rc != SDR_OK) {
-      return rc;
-    }
-    absl::StatusOr<hsmd::EvpPkeyPtr> key =
-        sdf::Sm2PublicKeyFromRef(*pucPublicKey);
-    if (!key.ok()) return call.Fail(SDR_KEYERR, key.status().message());
-    return sdf::VerifyDigest(call, key->get(), pucDataInput, *pucSignature);
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session&) {
+        if (!sdf::IsSm2SignAlg(uiAlgID)) {
+          return call.Fail(SDR_ALGNOTSUPPORT,
+                           absl::StrCat("algorithm 0x", absl::Hex(uiAlgID),
+                                        " (want SGD_SM2_1 or SGD_SM2)"));
+        }
+        if (pucPublicKey == nullptr) {
+          return call.Fail(SDR_INARGERR, "pucPublicKey is NULL");
+        }
+        if (int rc = sdf::CheckDigestArgs(call, pucDataInput, uiInputLength,
+                                          pucSignature, SDR_INARGERR);
+            rc != SDR_OK) {
+          return rc;
+        }
+        absl::StatusOr<hsmd::EvpPkeyPtr> key =
+            sdf::Sm2PublicKeyFromRef(*pucPublicKey);
+        if (!key.ok()) return call.Fail(SDR_KEYERR, key.status().message());
+        return sdf::VerifyDigest(call, key->get(), pucDataInput, *pucSignature);
+      });
 }
 
 int SDF_InternalSign_ECC(void* hSessionHandle, unsigned int uiISKIndex,
                          unsigned char* pucData, unsigned int uiDataLength,
                          ECCSignature* pucSignature) {
-  return Run(__func__, [&](const Call& call) {
-    std::shared_ptr<sdf::Session> session =
-        sdf::registry().FindSession(hSessionHandle);
-    if (session == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    if (int rc = sdf::CheckDigestArgs(call, pucData, uiDataLength, pucSignature,
-                                      SDR_OUTARGERR);
-        rc != SDR_OK) {
-      return rc;
-    }
-    EVP_PKEY* key = session->store().sign_key(uiISKIndex);
-    if (key == nullptr) {
-      return call.Fail(SDR_KEYNOTEXIST,
-                       absl::StrCat("no signing key at index ", uiISKIndex));
-    }
-    if (!sdf::HasAccessRight(*session, uiISKIndex)) {
-      return call.Fail(SDR_PARDENY,
-                       absl::StrCat("no access right for key index ",
-                                    uiISKIndex, " in this session"));
-    }
-    return sdf::SignDigest(call, key, pucData, pucSignature);
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        return sdf::InternalSignOrVerify(call, session, uiISKIndex, pucData,
+                                         uiDataLength, pucSignature,
+                                         /*sign=*/true);
+      });
 }
 
 int SDF_InternalVerify_ECC(void* hSessionHandle, unsigned int uiISKIndex,
                            unsigned char* pucData, unsigned int uiDataLength,
                            ECCSignature* pucSignature) {
-  return Run(__func__, [&](const Call& call) {
-    std::shared_ptr<sdf::Session> session =
-        sdf::registry().FindSession(hSessionHandle);
-    if (session == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    if (int rc = sdf::CheckDigestArgs(call, pucData, uiDataLength, pucSignature,
-                                      SDR_INARGERR);
-        rc != SDR_OK) {
-      return rc;
-    }
-    EVP_PKEY* key = session->store().sign_key(uiISKIndex);
-    if (key == nullptr) {
-      return call.Fail(SDR_KEYNOTEXIST,
-                       absl::StrCat("no signing key at index ", uiISKIndex));
-    }
-    return sdf::VerifyDigest(call, key, pucData, *pucSignature);
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        return sdf::InternalSignOrVerify(call, session, uiISKIndex, pucData,
+                                         uiDataLength, pucSignature,
+                                         /*sign=*/false);
+      });
 }
 
 int SDF_ExternalEncrypt_ECC(void* hSessionHandle, unsigned int uiAlgID,
                             ECCrefPublicKey* pucPublicKey,
                             unsigned char* pucData, unsigned int uiDataLength,
                             ECCCipher* pucEncData) {
-  return Run(__func__, [&](const Call& call) {
-    if (sdf::registry().FindSession(hSessionHandle) == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    if (pucPublicKey == nullptr) {
-      return call.Fail(SDR_INARGERR, "pucPublicKey is NULL");
-    }
-    if (int rc = sdf::CheckEncryptArgs(call, uiAlgID, pucData, uiDataLength,
-                                       pucEncData);
-        rc != SDR_OK) {
-      return rc;
-    }
-    absl::StatusOr<hsmd::EvpPkeyPtr> key =
-        sdf::Sm2PublicKeyFromRef(*pucPublicKey);
-    if (!key.ok()) return call.Fail(SDR_KEYERR, key.status().message());
-    return sdf::Encrypt(call, key->get(), pucData, uiDataLength, pucEncData);
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session&) {
+        if (pucPublicKey == nullptr) {
+          return call.Fail(SDR_INARGERR, "pucPublicKey is NULL");
+        }
+        if (int rc = sdf::CheckEncryptArgs(call, uiAlgID, pucData, uiDataLength,
+                                           pucEncData);
+            rc != SDR_OK) {
+          return rc;
+        }
+        absl::StatusOr<hsmd::EvpPkeyPtr> key =
+            sdf::Sm2PublicKeyFromRef(*pucPublicKey);
+        if (!key.ok()) return call.Fail(SDR_KEYERR, key.status().message());
+        return sdf::Encrypt(call, key->get(), pucData, uiDataLength,
+                            pucEncData);
+      });
 }
 
 int SDF_InternalEncrypt_ECC(void* hSessionHandle, unsigned int uiIPKIndex,
                             unsigned int uiAlgID, unsigned char* pucData,
                             unsigned int uiDataLength, ECCCipher* pucEncData) {
-  return Run(__func__, [&](const Call& call) {
-    std::shared_ptr<sdf::Session> session =
-        sdf::registry().FindSession(hSessionHandle);
-    if (session == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    if (int rc = sdf::CheckEncryptArgs(call, uiAlgID, pucData, uiDataLength,
-                                       pucEncData);
-        rc != SDR_OK) {
-      return rc;
-    }
-    EVP_PKEY* key = session->store().enc_key(uiIPKIndex);
-    if (key == nullptr) {
-      return call.Fail(SDR_KEYNOTEXIST,
-                       absl::StrCat("no encryption key at index ", uiIPKIndex));
-    }
-    return sdf::Encrypt(call, key, pucData, uiDataLength, pucEncData);
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        if (int rc = sdf::CheckEncryptArgs(call, uiAlgID, pucData, uiDataLength,
+                                           pucEncData);
+            rc != SDR_OK) {
+          return rc;
+        }
+        EVP_PKEY* key = session.store().enc_key(uiIPKIndex);
+        if (key == nullptr) {
+          return call.Fail(
+              SDR_KEYNOTEXIST,
+              absl::StrCat("no encryption key at index ", uiIPKIndex));
+        }
+        return sdf::Encrypt(call, key, pucData, uiDataLength, pucEncData);
+      });
 }
 
 int SDF_InternalDecrypt_ECC(void* hSessionHandle, unsigned int uiISKIndex,
                             unsigned int uiAlgID, ECCCipher* pucEncData,
                             unsigned char* pucData,
                             unsigned int* puiDataLength) {
-  return Run(__func__, [&](const Call& call) {
-    std::shared_ptr<sdf::Session> session =
-        sdf::registry().FindSession(hSessionHandle);
-    if (session == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    if (!sdf::IsSm2EncAlg(uiAlgID)) {
-      return call.Fail(SDR_ALGNOTSUPPORT,
-                       absl::StrCat("algorithm 0x", absl::Hex(uiAlgID),
-                                    " (want SGD_SM2_3 or SGD_SM2)"));
-    }
-    if (pucEncData == nullptr) {
-      return call.Fail(SDR_INARGERR, "pucEncData is NULL");
-    }
-    if (pucData == nullptr || puiDataLength == nullptr) {
-      return call.Fail(SDR_OUTARGERR, "output buffer or length is NULL");
-    }
-    // Checks L before anything reads the C bytes behind it.
-    absl::StatusOr<std::string> der =
-        sdf::CipherToDer(*pucEncData, sdf::kMaxSm2PlaintextLen);
-    if (!der.ok()) return call.Fail(SDR_INARGERR, der.status().message());
-    EVP_PKEY* key = session->store().enc_key(uiISKIndex);
-    if (key == nullptr) {
-      return call.Fail(SDR_KEYNOTEXIST,
-                       absl::StrCat("no encryption key at index ", uiISKIndex));
-    }
-    if (!sdf::HasAccessRight(*session, uiISKIndex)) {
-      return call.Fail(SDR_PARDENY,
-                       absl::StrCat("no access right for key index ",
-                                    uiISKIndex, " in this session"));
-    }
-    hsmd::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
-    const auto* in = reinterpret_cast<const unsigned char*>(der->data());
-    size_t max_len = 0;
-    if (ctx == nullptr || EVP_PKEY_decrypt_init(ctx.get()) != 1 ||
-        EVP_PKEY_decrypt(ctx.get(), nullptr, &max_len, in, der->size()) != 1) {
-      return call.Fail(SDR_SKOPERR, "OpenSSL SM2 decrypt setup failed");
-    }
-    std::vector<unsigned char> plain(max_len);
-    size_t len = plain.size();
-    const bool ok =
-        EVP_PKEY_decrypt(ctx.get(), plain.data(), &len, in, der->size()) == 1;
-    if (!ok || len != pucEncData->L) {
-      OPENSSL_cleanse(plain.data(), plain.size());
-      return call.Fail(SDR_ENCDATAERR,
-                       "ciphertext does not decrypt (wrong key or corrupt)");
-    }
-    std::memcpy(pucData, plain.data(), len);
-    OPENSSL_cleanse(plain.data(), plain.size());
-    *puiDataLength = static_cast<unsigned int>(len);
-    return SDR_OK;
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        if (!sdf::IsSm2EncAlg(uiAlgID)) {
+          return call.Fail(SDR_ALGNOTSUPPORT,
+                           absl::StrCat("algorithm 0x", absl::Hex(uiAlgID),
+                                        " (want SGD_SM2_3 or SGD_SM2)"));
+        }
+        if (pucEncData == nullptr) {
+          return call.Fail(SDR_INARGERR, "pucEncData is NULL");
+        }
+        if (pucData == nullptr || puiDataLength == nullptr) {
+          return call.Fail(SDR_OUTARGERR, "output buffer or length is NULL");
+        }
+        // Checks L before anything reads the C bytes behind it.
+        absl::StatusOr<std::string> der =
+            sdf::CipherToDer(*pucEncData, sdf::kMaxSm2PlaintextLen);
+        if (!der.ok()) return call.Fail(SDR_INARGERR, der.status().message());
+        EVP_PKEY* key = session.store().enc_key(uiISKIndex);
+        if (key == nullptr) {
+          return call.Fail(
+              SDR_KEYNOTEXIST,
+              absl::StrCat("no encryption key at index ", uiISKIndex));
+        }
+        if (!sdf::HasAccessRight(session, uiISKIndex)) {
+          return call.Fail(SDR_PARDENY,
+                           absl::StrCat("no access right for key index ",
+                                        uiISKIndex, " in this session"));
+        }
+        hsmd::EvpPkeyCtxPtr ctx(
+            EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
+        const auto* in = reinterpret_cast<const unsigned char*>(der->data());
+        size_t max_len = 0;
+        if (ctx == nullptr || EVP_PKEY_decrypt_init(ctx.get()) != 1 ||
+            EVP_PKEY_decrypt(ctx.get(), nullptr, &max_len, in, der->size()) !=
+                1) {
+          return call.Fail(SDR_SKOPERR, "OpenSSL SM2 decrypt setup failed");
+        }
+        std::vector<unsigned char> plain(max_len);
+        size_t len = plain.size();
+        const bool ok = EVP_PKEY_decrypt(ctx.get(), plain.data(), &len, in,
+                                         der->size()) == 1;
+        if (!ok || len != pucEncData->L) {
+          OPENSSL_cleanse(plain.data(), plain.size());
+          return call.Fail(
+              SDR_ENCDATAERR,
+              "ciphertext does not decrypt (wrong key or corrupt)");
+        }
+        std::memcpy(pucData, plain.data(), len);
+        OPENSSL_cleanse(plain.data(), plain.size());
+        *puiDataLength = static_cast<unsigned int>(len);
+        return SDR_OK;
+      });
 }
 
 int SDF_Encrypt(void* hSessionHandle, void* hKeyHandle, unsigned int uiAlgID,
                 unsigned char* pucIV, unsigned char* pucData,
                 unsigned int uiDataLength, unsigned char* pucEncData,
                 unsigned int* puiEncDataLength) {
-  return Run(__func__, [&](const Call& call) {
-    return sdf::SymmetricCrypt(call, hSessionHandle, hKeyHandle, uiAlgID, pucIV,
-                               pucData, uiDataLength, pucEncData,
-                               puiEncDataLength, /*encrypt=*/true);
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        return sdf::SymmetricCrypt(call, session, hKeyHandle, uiAlgID, pucIV,
+                                   pucData, uiDataLength, pucEncData,
+                                   puiEncDataLength, /*encrypt=*/true);
+      });
 }
 
 int SDF_Decrypt(void* hSessionHandle, void* hKeyHandle, unsigned int uiAlgID,
                 unsigned char* pucIV, unsigned char* pucEncData,
                 unsigned int uiEncDataLength, unsigned char* pucData,
                 unsigned int* puiDataLength) {
-  return Run(__func__, [&](const Call& call) {
-    return sdf::SymmetricCrypt(call, hSessionHandle, hKeyHandle, uiAlgID, pucIV,
-                               pucEncData, uiEncDataLength, pucData,
-                               puiDataLength, /*encrypt=*/false);
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        return sdf::SymmetricCrypt(call, session, hKeyHandle, uiAlgID, pucIV,
+                                   pucEncData, uiEncDataLength, pucData,
+                                   puiDataLength, /*encrypt=*/false);
+      });
 }
 
 int SDF_HashInit(void* hSessionHandle, unsigned int uiAlgID,
                  ECCrefPublicKey* pucPublicKey, unsigned char* pucID,
                  unsigned int uiIDLength) {
-  return Run(__func__, [&](const Call& call) {
-    std::shared_ptr<sdf::Session> session =
-        sdf::registry().FindSession(hSessionHandle);
-    if (session == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    if (uiAlgID != SGD_SM3) {
-      return call.Fail(SDR_ALGNOTSUPPORT,
-                       absl::StrCat("hash algorithm 0x", absl::Hex(uiAlgID),
-                                    " (only SGD_SM3)"));
-    }
-    std::string z;
-    if (pucPublicKey != nullptr) {
-      if (pucID == nullptr || uiIDLength == 0) {
-        return call.Fail(SDR_INARGERR,
-                         "a public key needs an ID (pucID, uiIDLength)");
-      }
-      absl::StatusOr<std::string> computed = sdf::Sm2Z(
-          *pucPublicKey,
-          absl::string_view(reinterpret_cast<char*>(pucID), uiIDLength));
-      if (!computed.ok()) {
-        return call.Fail(SDR_INARGERR, computed.status().message());
-      }
-      z = *std::move(computed);
-    } else if (uiIDLength != 0) {
-      return call.Fail(SDR_INARGERR, "an ID needs the signer's public key");
-    }
-    hsmd::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-    if (ctx == nullptr ||
-        EVP_DigestInit_ex(ctx.get(), EVP_sm3(), nullptr) != 1 ||
-        EVP_DigestUpdate(ctx.get(), z.data(), z.size()) != 1) {
-      return call.Fail(SDR_UNKNOWERR, "OpenSSL SM3 init failed");
-    }
-    std::lock_guard<std::mutex> lock(session->mu);
-    session->hash = std::move(ctx);
-    return SDR_OK;
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        if (uiAlgID != SGD_SM3) {
+          return call.Fail(SDR_ALGNOTSUPPORT,
+                           absl::StrCat("hash algorithm 0x", absl::Hex(uiAlgID),
+                                        " (only SGD_SM3)"));
+        }
+        std::string z;
+        if (pucPublicKey != nullptr) {
+          if (pucID == nullptr || uiIDLength == 0) {
+            return call.Fail(SDR_INARGERR,
+                             "a public key needs an ID (pucID, uiIDLength)");
+          }
+          absl::StatusOr<std::string> computed = sdf::Sm2Z(
+              *pucPublicKey,
+              absl::string_view(reinterpret_cast<char*>(pucID), uiIDLength));
+          if (!computed.ok()) {
+            return call.Fail(SDR_INARGERR, computed.status().message());
+          }
+          z = *std::move(computed);
+        } else if (uiIDLength != 0) {
+          return call.Fail(SDR_INARGERR, "an ID needs the signer's public key");
+        }
+        hsmd::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+        if (ctx == nullptr ||
+            EVP_DigestInit_ex(ctx.get(), EVP_sm3(), nullptr) != 1 ||
+            EVP_DigestUpdate(ctx.get(), z.data(), z.size()) != 1) {
+          return call.Fail(SDR_UNKNOWERR, "OpenSSL SM3 init failed");
+        }
+        std::lock_guard<std::mutex> lock(session.mu);
+        session.hash = std::move(ctx);
+        return SDR_OK;
+      });
 }
 
 int SDF_HashUpdate(void* hSessionHandle, unsigned char* pucData,
                    unsigned int uiDataLength) {
-  return Run(__func__, [&](const Call& call) {
-    std::shared_ptr<sdf::Session> session =
-        sdf::registry().FindSession(hSessionHandle);
-    if (session == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    if (pucData == nullptr && uiDataLength != 0) {
-      return call.Fail(SDR_INARGERR, "pucData is NULL");
-    }
-    std::lock_guard<std::mutex> lock(session->mu);
-    if (session->hash == nullptr) {
-      return call.Fail(SDR_STEPERR, "SDF_HashInit was not called");
-    }
-    if (EVP_DigestUpdate(session->hash.get(), pucData, uiDataLength) != 1) {
-      return call.Fail(SDR_UNKNOWERR, "OpenSSL SM3 update failed");
-    }
-    return SDR_OK;
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        if (pucData == nullptr && uiDataLength != 0) {
+          return call.Fail(SDR_INARGERR, "pucData is NULL");
+        }
+        std::lock_guard<std::mutex> lock(session.mu);
+        if (session.hash == nullptr) {
+          return call.Fail(SDR_STEPERR, "SDF_HashInit was not called");
+        }
+        if (EVP_DigestUpdate(session.hash.get(), pucData, uiDataLength) != 1) {
+          return call.Fail(SDR_UNKNOWERR, "OpenSSL SM3 update failed");
+        }
+        return SDR_OK;
+      });
 }
 
 int SDF_HashFinal(void* hSessionHandle, unsigned char* pucHash,
                   unsigned int* puiHashLength) {
-  return Run(__func__, [&](const Call& call) {
-    std::shared_ptr<sdf::Session> session =
-        sdf::registry().FindSession(hSessionHandle);
-    if (session == nullptr) {
-      return call.Fail(SDR_OPENSESSION, "unknown session handle");
-    }
-    std::lock_guard<std::mutex> lock(session->mu);
-    if (session->hash == nullptr) {
-      return call.Fail(SDR_STEPERR, "SDF_HashInit was not called");
-    }
-    if (pucHash == nullptr || puiHashLength == nullptr) {
-      return call.Fail(SDR_OUTARGERR, "output buffer or length is NULL");
-    }
-    unsigned int len = 0;
-    const bool ok = EVP_DigestFinal_ex(session->hash.get(), pucHash, &len) == 1;
-    session->hash.reset();
-    if (!ok) return call.Fail(SDR_UNKNOWERR, "OpenSSL SM3 final failed");
-    *puiHashLength = len;
-    return SDR_OK;
-  });
+  return sdf::RunInSession(
+      __func__, hSessionHandle, [&](const Call& call, sdf::Session& session) {
+        std::lock_guard<std::mutex> lock(session.mu);
+        if (session.hash == nullptr) {
+          return call.Fail(SDR_STEPERR, "SDF_HashInit was not called");
+        }
+        if (pucHash == nullptr || puiHashLength == nullptr) {
+          return call.Fail(SDR_OUTARGERR, "output buffer or length is NULL");
+        }
+        unsigned int len = 0;
+        const bool ok =
+            EVP_DigestFinal_ex(session.hash.get(), pucHash, &len) == 1;
+        session.hash.reset();
+        if (!ok) return call.Fail(SDR_UNKNOWERR, "OpenSSL SM3 final failed");
+        *puiHashLength = len;
+        return SDR_OK;
+      });
 }
 
 }  // extern "C"
