@@ -25,19 +25,7 @@ namespace {
 constexpr int kCallers = 64;
 constexpr uint32_t kPoolSize = 2;
 
-class BackpressureTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<FaultEnv>> env = FaultEnv::New();
-    ASSERT_TRUE(env.ok()) << env.status();
-    env_ = env->release();
-  }
-  void TearDown() override { ASSERT_TRUE(env_->faults().Clear().ok()); }
-
-  static FaultEnv* env_;
-};
-
-FaultEnv* BackpressureTest::env_ = nullptr;
+class BackpressureTest : public FaultEnvTest {};
 
 struct Outcomes {
   std::mutex mu;

@@ -267,4 +267,20 @@ int64_t RssKib() {
   return -1;
 }
 
+backend::RequestContext Within(absl::Duration timeout) {
+  backend::RequestContext ctx;
+  ctx.deadline = absl::Now() + timeout;
+  return ctx;
+}
+
+FaultEnv* FaultEnvTest::env_ = nullptr;
+
+void FaultEnvTest::SetUpTestSuite() {
+  absl::StatusOr<std::unique_ptr<FaultEnv>> env = FaultEnv::New();
+  ASSERT_TRUE(env.ok()) << env.status();
+  env_ = env->release();
+}
+
+void FaultEnvTest::TearDown() { ASSERT_TRUE(env_->faults().Clear().ok()); }
+
 }  // namespace hsmd::fault_testing

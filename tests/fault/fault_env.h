@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "daemon/backend/backend.h"
 #include "daemon/backend/pkcs11/pkcs11_backend.h"
+#include "gtest/gtest.h"
 #include "hsmd/v1/hsmd.pb.h"
 #include "tests/faulty_pkcs11/control.h"
 #include "tests/util/softhsm_env.h"
@@ -146,6 +147,20 @@ backend::Pkcs11BackendCounters Counters(const backend::Backend& backend);
 
 // Resident set size of this process in KiB, from /proc/self/status.
 int64_t RssKib();
+
+// A request context whose deadline is `timeout` from now.
+backend::RequestContext Within(absl::Duration timeout);
+
+// The fixture of a fault test suite: one FaultEnv for the whole suite (the
+// faulty module's files are per process), and every test leaves with the
+// fault rules cleared.
+class FaultEnvTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite();
+  void TearDown() override;
+
+  static FaultEnv* env_;
+};
 
 }  // namespace hsmd::fault_testing
 

@@ -36,7 +36,7 @@ bool WaitFor(F condition, absl::Duration timeout) {
   return true;
 }
 
-std::unique_ptr<grpc::ClientContext> Within(absl::Duration timeout) {
+std::unique_ptr<grpc::ClientContext> ContextWithin(absl::Duration timeout) {
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(std::chrono::system_clock::now() +
                         absl::ToChronoMilliseconds(timeout));
@@ -69,7 +69,7 @@ TEST(GrpcHungCallTest, ClientDeadlineEndsTheRequestOthersKeepServing) {
   };
   auto sign = [&](const std::string& message, absl::Duration timeout,
                   v1::SignResponse* response) {
-    return (*daemon)->keys().Sign(Within(timeout).get(),
+    return (*daemon)->keys().Sign(ContextWithin(timeout).get(),
                                   EcdsaRequest(*key, message), response);
   };
   v1::SignResponse response;
@@ -115,8 +115,9 @@ TEST(GrpcHungCallTest, ClientDeadlineEndsTheRequestOthersKeepServing) {
   ASSERT_TRUE((*env)->faults().Clear().ok());
   ASSERT_TRUE(WaitFor([&] { return counters().abandoned_calls_running == 0; },
                       absl::Seconds(30)));
-  ASSERT_TRUE(WaitFor([&] { return backend->GetStatus().sessions_in_use() == 0; },
-                      absl::Seconds(30)));
+  ASSERT_TRUE(
+      WaitFor([&] { return backend->GetStatus().sessions_in_use() == 0; },
+              absl::Seconds(30)));
   backend::Pkcs11BackendCounters after = counters();
   EXPECT_EQ(after.calls_abandoned, 1u);
   EXPECT_EQ(after.sessions_replaced, 0u);

@@ -22,25 +22,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class HungCallTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<FaultEnv>> env = FaultEnv::New();
-    ASSERT_TRUE(env.ok()) << env.status();
-    env_ = env->release();
-  }
-  void TearDown() override { ASSERT_TRUE(env_->faults().Clear().ok()); }
-
-  static FaultEnv* env_;
-};
-
-FaultEnv* HungCallTest::env_ = nullptr;
-
-backend::RequestContext Within(absl::Duration timeout) {
-  backend::RequestContext ctx;
-  ctx.deadline = absl::Now() + timeout;
-  return ctx;
-}
+class HungCallTest : public FaultEnvTest {};
 
 // Waits until the module reports `n` hung C_Sign calls.
 bool WaitForHungSigns(const FaultEnv& env, uint64_t n) {
@@ -150,9 +132,9 @@ TEST_F(HungCallTest, HungInlineCallHoldsOnlyItsSession) {
   });
   ASSERT_TRUE(WaitForHungSigns(*env_, 1));
   // Past the deadline the call counts as abandoned and running.
-  ASSERT_TRUE(WaitFor(
-      [&] { return Counters(**backend).abandoned_calls_running == 1; },
-      absl::Seconds(30)));
+  ASSERT_TRUE(
+      WaitFor([&] { return Counters(**backend).abandoned_calls_running == 1; },
+              absl::Seconds(30)));
   EXPECT_EQ(Counters(**backend).calls_abandoned, 1u);
   {
     // Other callers, served by the other session.

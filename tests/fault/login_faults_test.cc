@@ -17,15 +17,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class LoginFaultsTest : public ::testing::Test {
+class LoginFaultsTest : public FaultEnvTest {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<FaultEnv>> env = FaultEnv::New();
-    ASSERT_TRUE(env.ok()) << env.status();
-    env_ = env->release();
-  }
-  void TearDown() override { ASSERT_TRUE(env_->faults().Clear().ok()); }
-
   // Exact C_Login counters now.
   static faulty_pkcs11::FunctionStats Logins() {
     absl::StatusOr<faulty_pkcs11::Stats> stats = env_->faults().Sync();
@@ -42,17 +35,7 @@ class LoginFaultsTest : public ::testing::Test {
     }
     return Logins();
   }
-
-  static FaultEnv* env_;
 };
-
-FaultEnv* LoginFaultsTest::env_ = nullptr;
-
-backend::RequestContext Within(absl::Duration timeout) {
-  backend::RequestContext ctx;
-  ctx.deadline = absl::Now() + timeout;
-  return ctx;
-}
 
 TEST_F(LoginFaultsTest, PinRejectedAtStartIsAClearErrorAndNotRetried) {
   Watchdog watchdog(absl::Seconds(60), "PinRejectedAtStart");

@@ -18,15 +18,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class SessionFaultsTest : public ::testing::Test {
+class SessionFaultsTest : public FaultEnvTest {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<FaultEnv>> env = FaultEnv::New();
-    ASSERT_TRUE(env.ok()) << env.status();
-    env_ = env->release();
-  }
-  void TearDown() override { ASSERT_TRUE(env_->faults().Clear().ok()); }
-
   // A backend on a new token with one P-256 key.
   static std::unique_ptr<backend::Backend> NewBackend(const std::string& label,
                                                       v1::Key& key) {
@@ -43,17 +36,7 @@ class SessionFaultsTest : public ::testing::Test {
     if (generated.ok()) key = *generated;
     return *std::move(backend);
   }
-
-  static FaultEnv* env_;
 };
-
-FaultEnv* SessionFaultsTest::env_ = nullptr;
-
-backend::RequestContext Within(absl::Duration timeout) {
-  backend::RequestContext ctx;
-  ctx.deadline = absl::Now() + timeout;
-  return ctx;
-}
 
 TEST_F(SessionFaultsTest, InvalidatedSessionsAreTransparent) {
   Watchdog watchdog(absl::Seconds(90), "InvalidatedSessionsAreTransparent");

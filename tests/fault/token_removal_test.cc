@@ -25,19 +25,7 @@ using ::testing::HasSubstr;
 constexpr char kRemoval[] = "* rv=CKR_DEVICE_REMOVED\ntoken_absent\n";
 constexpr int kSigners = 4;
 
-class TokenRemovalTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<FaultEnv>> env = FaultEnv::New();
-    ASSERT_TRUE(env.ok()) << env.status();
-    env_ = env->release();
-  }
-  void TearDown() override { ASSERT_TRUE(env_->faults().Clear().ok()); }
-
-  static FaultEnv* env_;
-};
-
-FaultEnv* TokenRemovalTest::env_ = nullptr;
+class TokenRemovalTest : public FaultEnvTest {};
 
 struct Outage {
   bool saw_reinitializing = false;
