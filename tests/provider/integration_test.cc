@@ -23,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/provider/demo_daemon.h"
+#include "tests/provider/hsmproxy_fixture.h"
 #include "tests/provider/test_util.h"
 
 namespace hsmd::testing {
@@ -36,50 +37,11 @@ std::string Uri(const std::string& label) {
   return absl::StrCat("pkcs11:token=demo;object=", label, ";type=private");
 }
 
-class IntegrationTest : public ::testing::Test {
+class IntegrationTest : public HsmproxyDaemonTest {
  protected:
-  static void SetUpTestSuite() {
-    // A hang anywhere fails the test binary instead of blocking CI.
-    alarm(600);
-    absl::StatusOr<std::unique_ptr<DemoDaemon>> daemon = DemoDaemon::Start();
-    ASSERT_TRUE(daemon.ok()) << daemon.status();
-    daemon_ = daemon->release();
-    setenv("HSMPROXY_SOCKET", daemon_->socket_path().c_str(), 1);
-    libctx_ = OSSL_LIB_CTX_new();
-    std::string dir = RunfilePath("proxy_provider");
-    ASSERT_EQ(OSSL_PROVIDER_set_default_search_path(libctx_, dir.c_str()), 1);
-    hsmproxy_ = OSSL_PROVIDER_load(libctx_, "hsmproxy");
-    ASSERT_NE(hsmproxy_, nullptr) << DrainErrors();
-    default_ = OSSL_PROVIDER_load(libctx_, "default");
-    verify_libctx_ = OSSL_LIB_CTX_new();
-    verify_default_ = OSSL_PROVIDER_load(verify_libctx_, "default");
-  }
-
-  static void TearDownTestSuite() {
-    OSSL_PROVIDER_unload(hsmproxy_);
-    OSSL_PROVIDER_unload(default_);
-    OSSL_LIB_CTX_free(libctx_);
-    OSSL_PROVIDER_unload(verify_default_);
-    OSSL_LIB_CTX_free(verify_libctx_);
-    delete daemon_;
-  }
-
-  void SetUp() override {
-    ERR_clear_error();
-    if (!daemon_->running()) {
-      ASSERT_TRUE(daemon_->Restart().ok());
-    }
-  }
-
+  // The demo token's key labelled `label`.
   static EvpPkeyPtr Key(const std::string& label) {
-    absl::StatusOr<EvpPkeyPtr> key =
-        LoadKey(libctx_, Uri(label), OSSL_STORE_INFO_PKEY);
-    EXPECT_TRUE(key.ok()) << key.status();
-    return key.ok() ? std::move(*key) : nullptr;
-  }
-
-  static EvpPkeyPtr PublicKey(EVP_PKEY* key) {
-    return PublicKeyFromSpki(verify_libctx_, SpkiOf(key));
+    return HsmproxyDaemonTest::Key(Uri(label));
   }
 
   static void ExpectSignVerifies(const std::string& label, const char* md,
@@ -96,21 +58,7 @@ class IntegrationTest : public ::testing::Test {
     ASSERT_TRUE(ok.ok()) << ok.status();
     EXPECT_TRUE(*ok);
   }
-
-  static DemoDaemon* daemon_;
-  static OSSL_LIB_CTX* libctx_;
-  static OSSL_PROVIDER* hsmproxy_;
-  static OSSL_PROVIDER* default_;
-  static OSSL_LIB_CTX* verify_libctx_;
-  static OSSL_PROVIDER* verify_default_;
 };
-
-DemoDaemon* IntegrationTest::daemon_ = nullptr;
-OSSL_LIB_CTX* IntegrationTest::libctx_ = nullptr;
-OSSL_PROVIDER* IntegrationTest::hsmproxy_ = nullptr;
-OSSL_PROVIDER* IntegrationTest::default_ = nullptr;
-OSSL_LIB_CTX* IntegrationTest::verify_libctx_ = nullptr;
-OSSL_PROVIDER* IntegrationTest::verify_default_ = nullptr;
 
 TEST_F(IntegrationTest, StoreFindsEveryDemoKey) {
   const struct {

@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/provider/demo_daemon.h"
+#include "tests/provider/hsmproxy_fixture.h"
 #include "tests/provider/test_util.h"
 
 namespace hsmd::testing {
@@ -39,53 +40,8 @@ CtxSetup WithId(const std::string& id) {
   };
 }
 
-class Sm2IntegrationTest : public ::testing::Test {
+class Sm2IntegrationTest : public HsmproxyDaemonTest {
  protected:
-  static void SetUpTestSuite() {
-    // A hang anywhere fails the test binary instead of blocking CI.
-    alarm(600);
-    absl::StatusOr<std::unique_ptr<DemoDaemon>> daemon = DemoDaemon::Start();
-    ASSERT_TRUE(daemon.ok()) << daemon.status();
-    daemon_ = daemon->release();
-    setenv("HSMPROXY_SOCKET", daemon_->socket_path().c_str(), 1);
-    libctx_ = OSSL_LIB_CTX_new();
-    std::string dir = RunfilePath("proxy_provider");
-    ASSERT_EQ(OSSL_PROVIDER_set_default_search_path(libctx_, dir.c_str()), 1);
-    hsmproxy_ = OSSL_PROVIDER_load(libctx_, "hsmproxy");
-    ASSERT_NE(hsmproxy_, nullptr) << DrainErrors();
-    default_ = OSSL_PROVIDER_load(libctx_, "default");
-    verify_libctx_ = OSSL_LIB_CTX_new();
-    verify_default_ = OSSL_PROVIDER_load(verify_libctx_, "default");
-  }
-
-  static void TearDownTestSuite() {
-    OSSL_PROVIDER_unload(hsmproxy_);
-    OSSL_PROVIDER_unload(default_);
-    OSSL_LIB_CTX_free(libctx_);
-    OSSL_PROVIDER_unload(verify_default_);
-    OSSL_LIB_CTX_free(verify_libctx_);
-    delete daemon_;
-  }
-
-  void SetUp() override {
-    ERR_clear_error();
-    if (!daemon_->running()) {
-      ASSERT_TRUE(daemon_->Restart().ok());
-    }
-  }
-
-  static EvpPkeyPtr Key(const char* uri) {
-    absl::StatusOr<EvpPkeyPtr> key =
-        LoadKey(libctx_, uri, OSSL_STORE_INFO_PKEY);
-    EXPECT_TRUE(key.ok()) << key.status();
-    return key.ok() ? std::move(*key) : nullptr;
-  }
-
-  // The key's public half, in the default-only library context.
-  static EvpPkeyPtr PublicKey(EVP_PKEY* key) {
-    return PublicKeyFromSpki(verify_libctx_, SpkiOf(key));
-  }
-
   static bool DefaultVerifies(EVP_PKEY* pub, const std::string& message,
                               const std::string& signature,
                               const CtxSetup& setup) {
@@ -94,21 +50,7 @@ class Sm2IntegrationTest : public ::testing::Test {
     EXPECT_TRUE(ok.ok()) << ok.status();
     return ok.ok() && *ok;
   }
-
-  static DemoDaemon* daemon_;
-  static OSSL_LIB_CTX* libctx_;
-  static OSSL_PROVIDER* hsmproxy_;
-  static OSSL_PROVIDER* default_;
-  static OSSL_LIB_CTX* verify_libctx_;
-  static OSSL_PROVIDER* verify_default_;
 };
-
-DemoDaemon* Sm2IntegrationTest::daemon_ = nullptr;
-OSSL_LIB_CTX* Sm2IntegrationTest::libctx_ = nullptr;
-OSSL_PROVIDER* Sm2IntegrationTest::hsmproxy_ = nullptr;
-OSSL_PROVIDER* Sm2IntegrationTest::default_ = nullptr;
-OSSL_LIB_CTX* Sm2IntegrationTest::verify_libctx_ = nullptr;
-OSSL_PROVIDER* Sm2IntegrationTest::verify_default_ = nullptr;
 
 TEST_F(Sm2IntegrationTest, DemoDeviceKeysAreSm2Keys) {
   EvpPkeyPtr sign = Key(kSignUri);
