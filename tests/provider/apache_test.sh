@@ -13,6 +13,7 @@ set -euo pipefail
 RUNFILES="${TEST_SRCDIR}/${TEST_WORKSPACE:-hsmd}"
 HSMD="${RUNFILES}/daemon/hsmd"
 MODULE="${RUNFILES}/proxy_provider/hsmproxy.so"
+source "$(dirname "${BASH_SOURCE[0]}")/tls_server_lib.sh"
 CLIENT="${RUNFILES}/tests/provider/tls_client.py"
 APACHE="$(command -v apache2 || echo /usr/sbin/apache2)"
 MODULES=/usr/lib/apache2/modules
@@ -108,35 +109,12 @@ signatures() {
 
 start_hsmd
 
-cat >"${WORK}/openssl.cnf" <<EOF
-openssl_conf = openssl_init
-[openssl_init]
-providers = provider_sect
-[provider_sect]
-default = default_sect
-hsmproxy = hsmproxy_sect
-[default_sect]
-activate = 1
-[hsmproxy_sect]
-module = ${MODULE}
-socket = ${SOCKDIR}/hsmd.sock
-activate = 1
-EOF
+write_hsmproxy_conf "${WORK}/openssl.cnf" "${SOCKDIR}/hsmd.sock"
 export OPENSSL_CONF="${WORK}/openssl.cnf"
 KEY_URI="pkcs11:token=demo;object=rsa-2048;type=private"
 
 # The key file Apache is given, and a certificate signed by the HSM key.
-cat >uri.asn1 <<EOF
-asn1 = SEQUENCE:uri_file
-[uri_file]
-desc = VISIBLESTRING:PKCS\\#11 Provider URI v1.0
-uri = UTF8:${KEY_URI}
-EOF
-openssl asn1parse -genconf uri.asn1 -noout -out uri.der
-{ echo "-----BEGIN PKCS#11 PROVIDER URI-----"; openssl base64 -in uri.der
-  echo "-----END PKCS#11 PROVIDER URI-----"; } >server.key.pem
-timeout 60 openssl req -new -x509 -key "${KEY_URI}" -subj "/CN=localhost" \
-  -addext "subjectAltName=DNS:localhost" -days 2 -out server.crt
+write_key_and_cert "${KEY_URI}" server.key.pem server.crt
 # The children may run as www-data: the document root lives outside the
 # (possibly private) test directory.
 HTDOCS="${SOCKDIR}/htdocs"

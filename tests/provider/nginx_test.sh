@@ -9,6 +9,7 @@ set -euo pipefail
 RUNFILES="${TEST_SRCDIR}/${TEST_WORKSPACE:-hsmd}"
 HSMD="${RUNFILES}/daemon/hsmd"
 MODULE="${RUNFILES}/proxy_provider/hsmproxy.so"
+source "$(dirname "${BASH_SOURCE[0]}")/tls_server_lib.sh"
 CLIENT="${RUNFILES}/tests/provider/tls_client.py"
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 PYTHON="$(command -v /usr/bin/python3 || command -v python3)"
@@ -60,35 +61,12 @@ signatures() {
 
 start_hsmd
 
-cat >"${WORK}/openssl.cnf" <<EOF
-openssl_conf = openssl_init
-[openssl_init]
-providers = provider_sect
-[provider_sect]
-default = default_sect
-hsmproxy = hsmproxy_sect
-[default_sect]
-activate = 1
-[hsmproxy_sect]
-module = ${MODULE}
-socket = ${DEMO}/hsmd.sock
-activate = 1
-EOF
+write_hsmproxy_conf "${WORK}/openssl.cnf" "${DEMO}/hsmd.sock"
 export OPENSSL_CONF="${WORK}/openssl.cnf"
 KEY_URI="pkcs11:token=demo;object=ec-p256;type=private"
 
 # The key file nginx is given, and a certificate signed by the HSM key.
-cat >uri.asn1 <<EOF
-asn1 = SEQUENCE:uri_file
-[uri_file]
-desc = VISIBLESTRING:PKCS\\#11 Provider URI v1.0
-uri = UTF8:${KEY_URI}
-EOF
-openssl asn1parse -genconf uri.asn1 -noout -out uri.der
-{ echo "-----BEGIN PKCS#11 PROVIDER URI-----"; openssl base64 -in uri.der
-  echo "-----END PKCS#11 PROVIDER URI-----"; } >server.key.pem
-timeout 60 openssl req -new -x509 -key "${KEY_URI}" -subj "/CN=localhost" \
-  -addext "subjectAltName=DNS:localhost" -days 2 -out server.crt
+write_key_and_cert "${KEY_URI}" server.key.pem server.crt
 
 PORT=""
 for _ in 1 2 3 4 5; do
