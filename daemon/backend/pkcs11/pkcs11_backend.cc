@@ -31,6 +31,7 @@
 #include "daemon/backend/pkcs11/spki.h"
 #include "daemon/backend/pkcs11/token.h"
 #include "daemon/backend/pkcs11/uri.h"
+#include "daemon/backend/session_loop.h"
 #include "daemon/backend/worker_pool.h"
 #include "daemon/logging.h"
 
@@ -525,8 +526,7 @@ class Pkcs11Backend final : public Backend {
   // the deadline itself: the calls are then made on the request's thread
   // (see InlineCall).
   bool OnWorker(const RequestContext& ctx) const {
-    return core_->options().calls_on_workers &&
-           !ctx.caller_enforces_deadline &&
+    return core_->options().calls_on_workers && !ctx.caller_enforces_deadline &&
            ctx.deadline != absl::InfiniteFuture();
   }
 
@@ -557,52 +557,29 @@ absl::StatusOr<T> Pkcs11Backend::WithSession(const RequestContext& ctx,
   const uint32_t max_attempts =
       idempotent ? core_->options().session_pool_size + 1 : 1;
   auto shared_fn = std::make_shared<SessionFn<T>>(std::move(fn));
-  for (uint32_t attempt = 0;; ++attempt) {
-    ASSIGN_OR_RETURN(std::shared_ptr<Token> token, core_->state().Serving());
-    if (absl::Now() >= ctx.deadline) {
-      return absl::DeadlineExceededError(
-          "the request's deadline passed before the HSM was called");
-    }
-    absl::StatusOr<SessionPool::Lease> lease =
-        token->pool().Acquire(ctx.deadline);
-    if (lease.ok() && absl::Now() >= ctx.deadline) {
-      // Our turn came too late: do not start a call nobody will wait for.
-      return absl::ResourceExhaustedError(
-          "no HSM session became free before the deadline");
-    }
-    if (!lease.ok()) {
-      // The pool was closed under us: the token is being replaced.
-      if (absl::IsUnavailable(lease.status())) {
-        if (core_->state().IsServing() && attempt + 1 < max_attempts) {
-          continue;
+  return RunWithPooledSession<T>(
+      core_->state(), ctx.deadline, max_attempts, "HSM", "HSM session",
+      [&](std::shared_ptr<Token> token, SessionPool::Lease lease,
+          bool& retry) -> absl::StatusOr<T> {
+        if (OnWorker(ctx)) {
+          return RunOnWorker<T>(ctx, std::move(token), std::move(lease),
+                                shared_fn, idempotent, retry);
         }
-        return core_->state().NotServingError();
-      }
-      return lease.status();
-    }
-    bool retry = false;
-    if (OnWorker(ctx)) {
-      absl::StatusOr<T> result =
-          RunOnWorker<T>(ctx, std::move(token), *std::move(lease), shared_fn,
-                         idempotent, retry);
-      if (retry && attempt + 1 < max_attempts) continue;
-      return result;
-    }
-    if (!ctx.caller_enforces_deadline ||
-        ctx.deadline == absl::InfiniteFuture()) {
-      absl::StatusOr<T> result = core_->RunAttempt<T>(
-          token, *lease, *shared_fn, idempotent, retry, nullptr);
-      if (retry && attempt + 1 < max_attempts) continue;
-      return result;
-    }
-    InlineCall call(*core_->calls(), ctx.deadline);
-    absl::StatusOr<T> result = core_->RunAttempt<T>(token, *lease, *shared_fn,
-                                                    idempotent, retry, &call);
-    // The caller has answered already; nobody wants this result.
-    if (call.abandoned()) return CallOutlivedDeadline(*core_->calls());
-    if (retry && attempt + 1 < max_attempts) continue;
-    return result;
-  }
+        if (!ctx.caller_enforces_deadline ||
+            ctx.deadline == absl::InfiniteFuture()) {
+          return core_->RunAttempt<T>(token, lease, *shared_fn, idempotent,
+                                      retry, nullptr);
+        }
+        InlineCall call(*core_->calls(), ctx.deadline);
+        absl::StatusOr<T> result = core_->RunAttempt<T>(
+            token, lease, *shared_fn, idempotent, retry, &call);
+        if (call.abandoned()) {
+          // The caller has answered already; nobody wants this result.
+          retry = false;
+          return CallOutlivedDeadline(*core_->calls());
+        }
+        return result;
+      });
 }
 
 template <typename T>

@@ -25,6 +25,7 @@
 #include "daemon/backend/sdf/sdr.h"
 #include "daemon/backend/sdf/session_pool.h"
 #include "daemon/backend/sdf/uri.h"
+#include "daemon/backend/session_loop.h"
 #include "daemon/backend/worker_pool.h"
 #include "daemon/logging.h"
 
@@ -454,38 +455,16 @@ absl::StatusOr<T> SdfBackend::WithSession(const RequestContext& ctx,
   // After an invalidate-everything event each pooled session may fail once.
   const uint32_t max_attempts = core_->options().session_pool_size + 1;
   auto shared_fn = std::make_shared<SessionFn<T>>(std::move(fn));
-  for (uint32_t attempt = 0;; ++attempt) {
-    ASSIGN_OR_RETURN(std::shared_ptr<Device> device, core_->state().Serving());
-    if (absl::Now() >= ctx.deadline) {
-      return absl::DeadlineExceededError(
-          "the request's deadline passed before the device was called");
-    }
-    absl::StatusOr<SessionPool::Lease> lease =
-        device->pool().Acquire(ctx.deadline);
-    if (lease.ok() && absl::Now() >= ctx.deadline) {
-      // Our turn came too late: do not start a call nobody will wait for.
-      return absl::ResourceExhaustedError(
-          "no SDF session became free before the deadline");
-    }
-    if (!lease.ok()) {
-      // The pool was closed under us: the device is being reopened.
-      if (absl::IsUnavailable(lease.status())) {
-        if (core_->state().IsServing() && attempt + 1 < max_attempts) {
-          continue;
+  return RunWithPooledSession<T>(
+      core_->state(), ctx.deadline, max_attempts, "device", "SDF session",
+      [&](std::shared_ptr<Device> device, SessionPool::Lease lease,
+          bool& retry) -> absl::StatusOr<T> {
+        if (OnWorker(ctx)) {
+          return RunOnWorker<T>(ctx, std::move(device), std::move(lease),
+                                shared_fn, retry);
         }
-        return core_->state().NotServingError();
-      }
-      return lease.status();
-    }
-    bool retry = false;
-    absl::StatusOr<T> result =
-        OnWorker(ctx)
-            ? RunOnWorker<T>(ctx, std::move(device), *std::move(lease),
-                             shared_fn, retry)
-            : core_->RunAttempt<T>(device, *lease, *shared_fn, retry, nullptr);
-    if (retry && attempt + 1 < max_attempts) continue;
-    return result;
-  }
+        return core_->RunAttempt<T>(device, lease, *shared_fn, retry, nullptr);
+      });
 }
 
 template <typename T>
