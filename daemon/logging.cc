@@ -40,72 +40,62 @@ bool NeedsQuotes(absl::string_view v) {
   return false;
 }
 
+enum class Quoting { kLogfmt, kJson };
+
+// Appends `v` in double quotes: ", \, newline, CR and tab get their short
+// escapes; other control bytes \xNN (logfmt) or \u00NN (JSON, which also
+// escapes bytes >= 0x80: values are not guaranteed to be UTF-8, and the line
+// must stay valid JSON). Runs of plain bytes are copied whole.
+void AppendQuoted(std::string& out, absl::string_view v, Quoting quoting) {
+  out.push_back('"');
+  size_t plain = 0;  // Start of the run not yet copied.
+  for (size_t i = 0; i < v.size(); ++i) {
+    const unsigned char u = static_cast<unsigned char>(v[i]);
+    const char* short_escape = nullptr;
+    switch (u) {
+      case '"':
+        short_escape = "\\\"";
+        break;
+      case '\\':
+        short_escape = "\\\\";
+        break;
+      case '\n':
+        short_escape = "\\n";
+        break;
+      case '\r':
+        short_escape = "\\r";
+        break;
+      case '\t':
+        short_escape = "\\t";
+        break;
+    }
+    const bool escaped =
+        u < 0x20 || u == 0x7f || (quoting == Quoting::kJson && u >= 0x80);
+    if (short_escape == nullptr && !escaped) continue;
+    out.append(v.data() + plain, i - plain);
+    plain = i + 1;
+    if (short_escape != nullptr) {
+      out.append(short_escape);
+    } else if (quoting == Quoting::kJson) {
+      absl::StrAppendFormat(&out, "\\u%04x", u);
+    } else {
+      absl::StrAppendFormat(&out, "\\x%02x", u);
+    }
+  }
+  out.append(v.data() + plain, v.size() - plain);
+  out.push_back('"');
+}
+
 void AppendLogfmtValue(std::string& out, absl::string_view v) {
   if (!NeedsQuotes(v)) {
     out.append(v.data(), v.size());
     return;
   }
-  out.push_back('"');
-  for (char c : v) {
-    unsigned char u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"':
-        out.append("\\\"");
-        break;
-      case '\\':
-        out.append("\\\\");
-        break;
-      case '\n':
-        out.append("\\n");
-        break;
-      case '\r':
-        out.append("\\r");
-        break;
-      case '\t':
-        out.append("\\t");
-        break;
-      default:
-        if (u < 0x20 || u == 0x7f) {
-          absl::StrAppendFormat(&out, "\\x%02x", u);
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  out.push_back('"');
+  AppendQuoted(out, v, Quoting::kLogfmt);
 }
 
 void AppendJsonString(std::string& out, absl::string_view v) {
-  out.push_back('"');
-  for (char c : v) {
-    unsigned char u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"':
-        out.append("\\\"");
-        break;
-      case '\\':
-        out.append("\\\\");
-        break;
-      case '\n':
-        out.append("\\n");
-        break;
-      case '\r':
-        out.append("\\r");
-        break;
-      case '\t':
-        out.append("\\t");
-        break;
-      default:
-        // Bytes >= 0x80 are escaped too: values are not guaranteed to be
-        // UTF-8, and the line must stay valid JSON.
-        if (u < 0x20 || u >= 0x7f) {
-          absl::StrAppendFormat(&out, "\\u%04x", u);
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  out.push_back('"');
+  AppendQuoted(out, v, Quoting::kJson);
 }
 
 void WriteAll(absl::string_view line) {

@@ -42,6 +42,19 @@ TEST(LoggingTest, JsonEscapesAndKeepsNumbersBare) {
             "\"count\":-3,\"bytes\":\"\\u0001\\u00ff\"}");
 }
 
+// Every escape of both formats, between runs of plain bytes: logfmt keeps
+// bytes >= 0x80 as they are, JSON escapes them (values need not be UTF-8).
+TEST(LoggingTest, EscapesEveryControlByteInBothFormats) {
+  const std::string value = "a\"b\\c\nd\re\tf\x01g\x7fh\xc3\xa9i";
+  EXPECT_EQ(FormatLine(Format::kText, "t", Level::kInfo, "m", {{"v", value}}),
+            "ts=t level=info msg=m "
+            "v=\"a\\\"b\\\\c\\nd\\re\\tf\\x01g\\x7fh\xc3\xa9i\"");
+  EXPECT_EQ(
+      FormatLine(Format::kJson, "t", Level::kInfo, "m", {{"v", value}}),
+      "{\"ts\":\"t\",\"level\":\"info\",\"msg\":\"m\","
+      "\"v\":\"a\\\"b\\\\c\\nd\\re\\tf\\u0001g\\u007fh\\u00c3\\u00a9i\"}");
+}
+
 class LoggingSinkTest : public ::testing::Test {
  protected:
   void SetUp() override {
