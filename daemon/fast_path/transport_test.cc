@@ -27,13 +27,6 @@ namespace {
 using backend::FakeBackend;
 using ::testing::HasSubstr;
 
-std::unique_ptr<grpc::ClientContext> Context() {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() +
-                        std::chrono::seconds(30));
-  return context;
-}
-
 class TransportTest : public ::testing::Test {
  protected:
   void Start(bool fast_path = true) {

@@ -30,13 +30,6 @@ using backend::FakeBackend;
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
 
-std::unique_ptr<grpc::ClientContext> Context() {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() +
-                        std::chrono::seconds(30));
-  return context;
-}
-
 // "$ME" in policy text is this process's uid.
 std::string WithMe(const std::string& text) {
   return absl::StrReplaceAll(text, {{"$ME", std::to_string(getuid())}});

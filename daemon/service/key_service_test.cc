@@ -42,13 +42,6 @@ INSTANTIATE_TEST_SUITE_P(Fake, ServiceConformanceTest,
                          ::testing::Values(ServiceTestBackend{
                              "fake", FakeBackends, /*concurrency_seconds=*/3}));
 
-std::unique_ptr<grpc::ClientContext> Context() {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() +
-                        std::chrono::seconds(30));
-  return context;
-}
-
 class FakeServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {

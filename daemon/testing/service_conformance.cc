@@ -42,14 +42,6 @@ std::map<std::string, std::unique_ptr<ConformanceSuiteState>>& States() {
   return *states;
 }
 
-std::unique_ptr<grpc::ClientContext> Context(
-    absl::Duration timeout = absl::Seconds(60)) {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() +
-                        absl::ToChronoMilliseconds(timeout));
-  return context;
-}
-
 std::string RandomBytes(size_t n) {
   std::string out(n, '\0');
   RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n));

@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/status_macros.h"
 
 namespace hsmd::testing {
@@ -21,6 +22,12 @@ config::Config TestConfig() {
   b->mutable_pkcs11()->mutable_pin()->set_file("/nonexistent/test.pin");
   config.mutable_limits()->set_shutdown_grace_ms(2000);
   return config;
+}
+
+std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  return context;
 }
 
 std::string MakeShortTempDir() {

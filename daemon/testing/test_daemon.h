@@ -4,6 +4,7 @@
 #define HSMD_DAEMON_TESTING_TEST_DAEMON_H_
 
 #include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
 
 #include <memory>
 #include <string>
@@ -25,6 +26,10 @@ config::Config TestConfig();
 
 // A fresh mkdtemp("/tmp/hsmdXXXXXX") directory (short enough for sockets).
 std::string MakeShortTempDir();
+
+// A client context whose deadline is `timeout` from now (a hang guard).
+std::unique_ptr<grpc::ClientContext> Context(
+    absl::Duration timeout = absl::Seconds(60));
 
 class TestDaemon {
  public:
