@@ -141,18 +141,10 @@ TEST_F(TransportTest, ErrorsAreTheSameOnBothTransports) {
   EXPECT_EQ(fast.message(), slow.error_message());
 
   // An HSM error with its detail.
-  absl::Status hsm_error =
-      absl::InternalError("C_Sign failed: CKR_DEVICE_ERROR (0x30)");
-  v1::ErrorDetail detail;
-  detail.set_backend_kind("pkcs11");
-  detail.set_backend_code_name("CKR_DEVICE_ERROR");
-  detail.set_backend_code(0x30);
-  detail.set_backend_function("C_Sign");
-  SetErrorDetail(hsm_error, detail);
-  fake_->FailNext("Sign", hsm_error);
+  fake_->FailNext("Sign", DeviceError());
   fast = c->Sign(sign_).status();
   EXPECT_EQ(fast.code(), absl::StatusCode::kInternal);
-  EXPECT_EQ(fast.message(), "C_Sign failed: CKR_DEVICE_ERROR (0x30)");
+  EXPECT_EQ(fast.message(), kDeviceErrorMessage);
   std::optional<v1::ErrorDetail> got = GetErrorDetail(fast);
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->backend_code_name(), "CKR_DEVICE_ERROR");

@@ -17,8 +17,8 @@
 #include "common/error_detail.h"
 #include "daemon/backend/fake/fake_backend.h"
 #include "daemon/logging.h"
-#include "daemon/testing/service_conformance.h"
 #include "daemon/testing/fake_daemon.h"
+#include "daemon/testing/service_conformance.h"
 #include "daemon/testing/test_daemon.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -60,20 +60,12 @@ class FakeServiceTest : public ::testing::Test {
 };
 
 TEST_F(FakeServiceTest, HsmErrorDetailReachesTheClient) {
-  absl::Status hsm_error =
-      absl::InternalError("C_Sign failed: CKR_DEVICE_ERROR (0x30)");
-  v1::ErrorDetail detail;
-  detail.set_backend_kind("pkcs11");
-  detail.set_backend_code_name("CKR_DEVICE_ERROR");
-  detail.set_backend_code(0x30);
-  detail.set_backend_function("C_Sign");
-  SetErrorDetail(hsm_error, detail);
-  fake_->FailNext("Sign", hsm_error);
+  fake_->FailNext("Sign", DeviceError());
 
   v1::SignResponse response;
   grpc::Status s = daemon_->keys().Sign(Context().get(), sign_, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INTERNAL);
-  EXPECT_EQ(s.error_message(), "C_Sign failed: CKR_DEVICE_ERROR (0x30)");
+  EXPECT_EQ(s.error_message(), kDeviceErrorMessage);
   ASSERT_FALSE(s.error_details().empty());
   absl::Status decoded = StatusFromRpcStatusProto(s.error_details());
   EXPECT_EQ(decoded.code(), absl::StatusCode::kInternal);

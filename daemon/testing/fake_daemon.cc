@@ -3,15 +3,16 @@
 #include <utility>
 #include <vector>
 
+#include "common/error_detail.h"
 #include "common/status_macros.h"
 
 namespace hsmd::testing {
 
 absl::StatusOr<FakeDaemon> StartFakeDaemon(config::Config config) {
   FakeDaemon out;
-  ASSIGN_OR_RETURN(std::unique_ptr<backend::FakeBackend> fake,
-                   backend::FakeBackend::New(
-                       {.name = "fake", .token_label = "fake"}));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<backend::FakeBackend> fake,
+      backend::FakeBackend::New({.name = "fake", .token_label = "fake"}));
   out.fake = fake.get();
   v1::GenerateKeyRequest request;
   request.set_label("ec");
@@ -27,6 +28,17 @@ absl::StatusOr<FakeDaemon> StartFakeDaemon(config::Config config) {
       v1::HASH_ALGORITHM_SHA256);
   out.sign.set_message("m");
   return out;
+}
+
+absl::Status DeviceError() {
+  absl::Status error = absl::InternalError(kDeviceErrorMessage);
+  v1::ErrorDetail detail;
+  detail.set_backend_kind("pkcs11");
+  detail.set_backend_code_name("CKR_DEVICE_ERROR");
+  detail.set_backend_code(0x30);
+  detail.set_backend_function("C_Sign");
+  SetErrorDetail(error, detail);
+  return error;
 }
 
 }  // namespace hsmd::testing

@@ -24,7 +24,15 @@ struct FakeDaemon {
   v1::SignRequest sign;
 };
 
-absl::StatusOr<FakeDaemon> StartFakeDaemon(config::Config config = TestConfig());
+absl::StatusOr<FakeDaemon> StartFakeDaemon(
+    config::Config config = TestConfig());
+
+// The error a PKCS#11 backend reports for C_Sign → CKR_DEVICE_ERROR, with
+// its ErrorDetail payload: what the tests make the fake fail with to check
+// that the detail reaches clients.
+inline constexpr char kDeviceErrorMessage[] =
+    "C_Sign failed: CKR_DEVICE_ERROR (0x30)";
+absl::Status DeviceError();
 
 }  // namespace hsmd::testing
 
